@@ -1,0 +1,42 @@
+# Set-up is automatic: every target that needs the virtualenv creates it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-slow lint bench bench-common bench-kmeans clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: $(REQUIREMENTS)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS))
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+demo: install
+	$(PY) -m common.demo
+
+test: install
+	$(PY) -m pytest -q -m "not slow and not container" $(PYTEST_ARGS)
+
+test-slow: install
+	$(PY) -m pytest -q -m "slow" $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+
+bench: bench-common bench-kmeans
+
+bench-common: install
+	$(PY) bench/bench_readers.py
+	$(PY) bench/bench_recordio.py
+	$(PY) bench/bench_serving.py
+
+bench-kmeans: install
+	$(PY) bench/bench_kmeans.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

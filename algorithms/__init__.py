@@ -1,0 +1,1 @@
+"""One package per image; each exposes ALGORITHM (a common.algorithm.Algorithm subclass)."""

@@ -1,0 +1,228 @@
+"""The k-means image: training loop, artifact, inference (spec kmeans.md)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from algorithms.kmeans import kernels
+from algorithms.kmeans.hyperparameters import KMeansHyperparameters
+from algorithms.kmeans.reduction import reduce_centers
+from common import content_types as ct
+from common.algorithm import Algorithm, TrainingJob
+from common.batch import Batch
+from common.channels import SHARDED, ChannelSpec, DataChannel
+from common.content_types import MediaType
+from common.encoders import Columns
+from common.errors import UserError
+from common.metrics import MetricDefinition
+from common.ndarray_file import load_ndarrays, save_ndarrays
+
+log = logging.getLogger(__name__)
+MODEL_FILE = "model_algo-1"
+SEED = 0
+
+
+class KMeans(Algorithm):
+    name = "kmeans"
+    Hyperparameters = KMeansHyperparameters
+    channels = (
+        ChannelSpec("train", required=True, csv_label_size=None),
+        ChannelSpec("test", csv_label_size=None),
+    )
+    metrics = (
+        MetricDefinition("test:msd", tunable=True),
+        MetricDefinition("test:ssd", tunable=True),
+        MetricDefinition("train:msd"),
+    )
+
+    def __init__(self, centers: np.ndarray) -> None:
+        self.centers = np.ascontiguousarray(centers, dtype=np.float32)
+        self.center_norms = np.einsum("ij,ij->i", self.centers, self.centers)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.centers.shape[1])
+
+    # ---- training -------------------------------------------------------------------------
+    @classmethod
+    def train(cls, job: TrainingJob) -> KMeans | None:
+        hp: KMeansHyperparameters = job.hyperparameters
+        train = job.channels["train"]
+        started = time.perf_counter()
+        centers, counts, rows_seen = _fit_minibatch(hp, train, job)
+        elapsed = time.perf_counter() - started
+        job.metrics.throughput(rows_seen / max(elapsed, 1e-9))
+        if not job.cluster.is_leader:
+            _score_test(None, hp, job)
+            return None
+        if len(centers) > hp.k:
+            log.info("shrinking %d centers into %d", len(centers), hp.k)
+            final, train_msd = reduce_centers(centers, counts, hp, np.random.default_rng(SEED))
+            job.emit("train:msd", train_msd)
+        else:
+            final = centers
+        model = cls(final)
+        _score_test(model, hp, job)
+        return model
+
+    # ---- artifact ---------------------------------------------------------------------------
+    def save(self, model_dir: Path) -> None:
+        save_ndarrays(model_dir / MODEL_FILE, [self.centers])
+
+    @classmethod
+    def load(cls, model_dir: Path) -> KMeans:
+        path = model_dir / MODEL_FILE
+        if not path.is_file():
+            raise UserError(f"{MODEL_FILE} is missing from the model directory {model_dir}.")
+        arrays = load_ndarrays(path)
+        first = next(iter(arrays.values())) if isinstance(arrays, dict) else (arrays[0] if arrays else None)
+        if first is None or first.ndim != 2 or first.shape[0] < 1:
+            raise UserError(f"{MODEL_FILE} must hold one (k, feature_dim) array of centroids.")
+        return cls(first)
+
+    def export(self) -> dict[str, np.ndarray]:
+        return {"centroids": self.centers}
+
+    # ---- inference --------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        self.predict(Batch(np.zeros((1, self.feature_dim), np.float32)), MediaType(ct.JSON))
+
+    def predict(self, batch: Batch, accept: MediaType) -> Columns:
+        batch.check_width(self.feature_dim, "the model's feature_dim")
+        batch.check_finite()
+        labels, squared = kernels.assign(batch.dense(), self.centers, self.center_norms)
+        return {
+            "closest_cluster": labels.astype(np.float32),
+            "distance_to_cluster": np.sqrt(squared).astype(np.float32),
+        }
+
+
+def _fit_minibatch(hp: KMeansHyperparameters, train: DataChannel, job: TrainingJob
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mini-batch passes over the local shard, synchronised across hosts after every epoch."""
+    collective = job.collective
+    rng = np.random.default_rng(SEED)
+    wanted = hp.k * hp.center_factor
+    decay_per_row = 0.5 ** (1.0 / hp.half_life_time_size) if hp.half_life_time_size else 1.0
+    resumed = job.checkpoints.latest()
+    start_epoch = 0
+    if resumed and resumed[1].get("state") == [wanted, hp.feature_dim, hp.epochs]:
+        centers, counts = resumed[0]["centers"], resumed[0]["counts"]
+        start_epoch = int(resumed[1]["epoch"]) + 1
+        log.info("Resuming from the checkpoint after epoch %d.", start_epoch - 1)
+    rows_seen = 0
+    for epoch in range(start_epoch, hp.epochs):
+        batches = _dense_batches(train, hp, epoch)
+        if epoch == start_epoch and not resumed:
+            pool, batches = _initial_pool(batches, wanted)
+            centers = _initial_centers(pool, hp, wanted, rng, job)
+            counts = np.zeros(len(centers))
+        synced_centers, base = centers.copy(), counts.copy()
+        for x in batches:
+            centers32 = centers.astype(np.float32)
+            labels, _ = kernels.assign(x, centers32)
+            decay = decay_per_row ** len(x)
+            kernels.minibatch_update(x, labels, centers, counts, decay)
+            base *= decay
+            rows_seen += len(x)
+        if collective.world_size > 1:
+            centers, counts = _combine_hosts(collective, synced_centers, base, centers, counts)
+        job.checkpoints.save(epoch, {"centers": centers, "counts": counts},
+                             {"epoch": epoch, "state": [wanted, hp.feature_dim, hp.epochs]})
+        job.metrics.progress(100.0 * (epoch + 1) / hp.epochs)
+    return centers, counts, rows_seen
+
+
+def _dense_batches(train: DataChannel, hp: KMeansHyperparameters, epoch: int) -> Iterator[np.ndarray]:
+    for batch in train.batches(hp.mini_batch_size, epoch, hp.feature_dim):
+        yield batch.dense()
+
+
+def _initial_pool(batches: Iterator[np.ndarray], wanted: int) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    """Read batches until `wanted` rows are at hand; they are still used for training afterwards."""
+    pool: list[np.ndarray] = []
+    rows = 0
+    for x in batches:
+        pool.append(x)
+        rows += len(x)
+        if rows >= wanted:
+            break
+
+    def replay() -> Iterator[np.ndarray]:
+        yield from pool
+        yield from batches
+
+    return (np.concatenate(pool) if pool else np.empty((0, 0), np.float32)), replay()
+
+
+def _initial_centers(pool: np.ndarray, hp: KMeansHyperparameters, wanted: int,
+                     rng: np.random.Generator, job: TrainingJob) -> np.ndarray:
+    collective = job.collective
+    pools = collective.allgather(pool) if collective.world_size > 1 else [pool]
+    candidates = np.concatenate([p for p in pools if len(p)]) if any(len(p) for p in pools) else pool
+    if len(candidates) == 0:
+        raise UserError("The train channel holds no data rows.")
+    if len(candidates) < hp.k:
+        raise UserError(f"k={hp.k} is larger than the number of training rows ({len(candidates)}).")
+    count = min(wanted, len(candidates))
+    if count < wanted:
+        log.warning("Only %d rows are available to initialise %d centers; using %d centers.",
+                    len(candidates), wanted, count)
+    if job.cluster.is_leader or collective.world_size == 1:
+        if hp.init_method == "kmeans++":
+            chosen = kernels.kmeans_plus_plus(candidates.astype(np.float64), np.ones(len(candidates)), count, rng)
+        else:
+            chosen = kernels.random_init(candidates.astype(np.float64), count, rng)
+    else:
+        chosen = None
+    if collective.world_size > 1:
+        chosen = collective.broadcast(chosen, root=0)
+    return np.asarray(chosen, dtype=np.float64)
+
+
+def _combine_hosts(collective, synced: np.ndarray, base: np.ndarray, centers: np.ndarray,
+                   counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge every host's epoch into one state: the synced centres plus each host's new mass."""
+    new_mass = counts - base
+    moved = centers * counts[:, None] - synced * base[:, None]
+    total_mass = collective.allreduce_sum(new_mass)
+    total_moved = collective.allreduce_sum(moved)
+    mean_base = collective.allreduce_sum(base) / collective.world_size
+    merged_counts = mean_base + total_mass
+    merged = synced.copy()
+    filled = merged_counts > 0
+    merged[filled] = (synced[filled] * mean_base[filled, None] + total_moved[filled]) / merged_counts[filled, None]
+    return merged, merged_counts
+
+
+def _score_test(model: KMeans | None, hp: KMeansHyperparameters, job: TrainingJob) -> None:
+    """test:msd / test:ssd on the final centres; sharded test data is summed over hosts."""
+    test = job.channels.get("test")
+    if test is None:
+        if job.cluster.is_leader:
+            log.info("Test data is not provided.")
+        return
+    sharded = test.config.distribution == SHARDED and job.collective.world_size > 1
+    if model is None and not sharded:
+        return
+    if sharded:
+        centers = job.collective.broadcast(model.centers if model else None, root=0)
+        model = KMeans(centers)
+    ssd, rows = 0.0, 0
+    for batch in test.batches(hp.mini_batch_size, 0, hp.feature_dim):
+        _, squared = kernels.assign(batch.dense(), model.centers, model.center_norms)
+        ssd += float(squared.sum())
+        rows += len(batch)
+    if sharded:
+        ssd, rows = job.collective.allreduce_sum(np.array([ssd, float(rows)])).tolist()
+    if not job.cluster.is_leader:
+        return
+    if rows == 0:
+        raise UserError("The test channel holds no data rows.")
+    for metric in hp.eval_metrics:
+        job.emit(f"test:{metric}", ssd / rows if metric == "msd" else ssd)

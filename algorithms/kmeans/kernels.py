@@ -1,0 +1,107 @@
+"""k-means building blocks: assignment, the mini-batch centre update, seeding and weighted Lloyd."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+def assign(x: np.ndarray, centers: np.ndarray, center_norms: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Closest centre (lowest index on ties) and the squared distance to it, per row.
+
+    argmin uses the BLAS expansion |x|^2 - 2 x.c + |c|^2; the returned distance is
+    recomputed exactly from the chosen centre so small distances keep their precision.
+    """
+    if center_norms is None:
+        center_norms = np.einsum("ij,ij->i", centers, centers)
+    scores = x @ centers.T
+    scores *= -2.0
+    scores += center_norms
+    labels = np.argmin(scores, axis=1)
+    return labels, squared_distance_to(x, centers, labels)
+
+
+@numba.njit(cache=True, nogil=True)
+def _squared_distance_to(x, centers, labels, out):
+    for i in range(x.shape[0]):
+        c = labels[i]
+        total = 0.0
+        for j in range(x.shape[1]):
+            diff = np.float64(x[i, j]) - centers[c, j]
+            total += diff * diff
+        out[i] = total
+
+
+def squared_distance_to(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    out = np.empty(len(x), dtype=np.float64)
+    _squared_distance_to(x, centers, labels, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def minibatch_update(x, labels, centers, counts, decay):
+    """Sculley's update: per centre, p = new / (previous + new), c = (1 - p) c + p mean(new).
+
+    `decay` (<= 1) first scales the accumulated counts (the half-life forgetting).
+    centers is float64 (K, d); counts float64 (K,); both updated in place.
+    """
+    k, d = centers.shape
+    sums = np.zeros((k, d))
+    new = np.zeros(k)
+    for i in range(x.shape[0]):
+        c = labels[i]
+        new[c] += 1.0
+        for j in range(d):
+            sums[c, j] += x[i, j]
+    for c in range(k):
+        counts[c] *= decay
+        if new[c] == 0.0:
+            continue
+        total = counts[c] + new[c]
+        for j in range(d):
+            centers[c, j] += (sums[c, j] - new[c] * centers[c, j]) / total
+        counts[c] = total
+
+
+def kmeans_plus_plus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Weighted k-means++ seeding (each next centre with probability ~ weight x D^2 to the nearest)."""
+    n = len(points)
+    chosen = [int(rng.choice(n, p=weights / weights.sum()))]
+    closest = ((points - points[chosen[0]]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        mass = weights * closest
+        total = mass.sum()
+        index = int(rng.choice(n, p=mass / total)) if total > 0 else int(rng.integers(n))
+        chosen.append(index)
+        np.minimum(closest, ((points - points[index]) ** 2).sum(axis=1), out=closest)
+    return points[chosen].copy()
+
+
+def random_init(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    return points[rng.choice(len(points), size=k, replace=False)].copy()
+
+
+def weighted_lloyd(points: np.ndarray, weights: np.ndarray, centers: np.ndarray, max_iter: int,
+                   tol: float) -> tuple[np.ndarray, float]:
+    """Lloyd's algorithm on weighted points; stops when the loss improves by <= tol (relative).
+
+    Returns the centres and the weighted mean squared distance.
+    """
+    centers = centers.astype(np.float64, copy=True)
+    previous = np.inf
+    total_weight = weights.sum()
+    loss = np.inf
+    for _ in range(max_iter):
+        labels, distances = assign(points, centers)
+        loss = float(weights @ distances) / total_weight
+        mass = np.bincount(labels, weights=weights, minlength=len(centers))
+        sums = np.zeros_like(centers)
+        np.add.at(sums, labels, points * weights[:, None])
+        filled = mass > 0
+        centers[filled] = sums[filled] / mass[filled, None]
+        if loss == 0.0 or (np.isfinite(previous) and previous - loss <= tol * previous):
+            break
+        previous = loss
+    labels, distances = assign(points, centers)
+    return centers, float(weights @ distances) / total_weight

@@ -1,0 +1,1 @@
+"""The SageMaker training and hosting contract shared by every algorithm image."""

@@ -1,0 +1,114 @@
+"""The seam: what an algorithm declares and implements to become an image.
+
+An algorithm package `algorithms/<name>/` exposes `ALGORITHM`, a subclass of
+`Algorithm`. Everything else (config files, channels, readers, encoders,
+metrics, serving, hosts) is done by `common`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from common import content_types as ct
+from common.batch import Batch
+from common.channels import ChannelSpec, DataChannel
+from common.checkpoints import Checkpoints
+from common.content_types import MediaType
+from common.distributed import Cluster, Collective
+from common.encoders import Columns
+from common.errors import UserError
+from common.hyperparameters import Hyperparameters
+from common.metrics import MetricDefinition, MetricsEmitter
+from common.paths import Paths
+
+
+@dataclass
+class TrainingJob:
+    """Everything `Algorithm.train` may use."""
+
+    hyperparameters: Any
+    channels: dict[str, DataChannel]
+    paths: Paths
+    cluster: Cluster
+    collective: Collective
+    metrics: MetricsEmitter
+    checkpoints: Checkpoints
+    definitions: dict[str, MetricDefinition] = field(default_factory=dict)
+
+    def channel(self, name: str) -> DataChannel | None:
+        return self.channels.get(name)
+
+    def emit(self, metric_name: str, value: float, epoch: int | None = None) -> None:
+        self.metrics.emit(self.definitions[metric_name], value, epoch)
+
+
+class Algorithm(ABC):
+    name: ClassVar[str]
+    Hyperparameters: ClassVar[type[Hyperparameters]]
+    channels: ClassVar[tuple[ChannelSpec, ...]]
+    metrics: ClassVar[tuple[MetricDefinition, ...]] = ()
+    default_content_type: ClassVar[str] = ct.RECORDIO   # channels whose ContentType is missing
+    request_types: ClassVar[tuple[str, ...]] = (ct.CSV, ct.JSON, ct.JSONLINES, ct.RECORDIO)
+    response_types: ClassVar[tuple[str, ...]] = (ct.JSON, ct.JSONLINES, ct.RECORDIO, ct.CSV)
+    default_accept: ClassVar[str] = ct.JSON
+    envelope: ClassVar[str] = "predictions"            # the JSON response's top-level key
+
+    @classmethod
+    @abstractmethod
+    def train(cls, job: TrainingJob) -> Algorithm | None:
+        """Fit on the job's channels; the leader returns the model, other hosts None."""
+
+    @abstractmethod
+    def save(self, model_dir: Path) -> None: ...
+
+    @classmethod
+    @abstractmethod
+    def load(cls, model_dir: Path) -> Algorithm: ...
+
+    @abstractmethod
+    def predict(self, batch: Batch, accept: MediaType) -> Columns:
+        """Named columns, one entry per row of `batch` (already checked non-empty)."""
+
+    def warm_up(self) -> None:
+        """Compile kernels and touch what the first request would, so it pays nothing extra."""
+
+    def export(self) -> dict[str, np.ndarray]:
+        """The model's arrays, named, for `inspect`/`export`."""
+        raise UserError(f"{self.name} models cannot be exported yet.")
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        from common.metrics import PROGRESS, THROUGHPUT
+
+        return {
+            "algorithm": cls.name,
+            "hyperparameters": cls.Hyperparameters.specs(),
+            "channels": [c.to_json() for c in cls.channels],
+            "metric_definitions": [m.to_json() for m in cls.metrics] + [PROGRESS, THROUGHPUT],
+            "inference": {
+                "content_types": list(cls.request_types),
+                "accept_types": list(cls.response_types),
+                "default_accept": cls.default_accept,
+            },
+        }
+
+
+def load_algorithm(name: str | None) -> type[Algorithm]:
+    """`algorithms.<name>.ALGORITHM`, with a clear error for a missing or unknown name."""
+    if not name:
+        raise UserError("Set the ALGORITHM environment variable to an algorithm folder name, e.g. kmeans.")
+    if not name.isidentifier():
+        raise UserError(f"ALGORITHM='{name}' is not a valid algorithm folder name.")
+    try:
+        module = importlib.import_module(f"algorithms.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name in (f"algorithms.{name}", "algorithms"):
+            raise UserError(f"ALGORITHM='{name}' names no folder under algorithms/.") from None
+        raise
+    return module.ALGORITHM

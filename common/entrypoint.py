@@ -1,0 +1,84 @@
+"""The image's ENTRYPOINT: `train`, `serve`, `describe`, `inspect`.
+
+The algorithm comes from ALGORITHM (a folder under algorithms/), /opt/ml from
+SAGEMAKER_BASE_DIR. `docker run IMAGE train` and
+`ALGORITHM=kmeans SAGEMAKER_BASE_DIR=dir python -m common.entrypoint train` behave the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+USAGE = """usage: <image> train | serve | describe | inspect [--format json|npz] [--output FILE] [MODEL_DIR]
+
+  train      train from /opt/ml/input (SAGEMAKER_BASE_DIR overrides /opt/ml), write /opt/ml/model
+  serve      answer /ping and /invocations on port 8080 (SAGEMAKER_BIND_TO_PORT overrides)
+  describe   print the hyperparameters, channels and metric definitions as JSON
+  inspect    print a trained model's arrays (centroids, components, ...) as JSON, or write .npz
+Any other command is executed as given. The algorithm is chosen by the ALGORITHM variable."""
+
+
+def setup_logging() -> None:
+    level = os.environ.get("SM_LOG_LEVEL", "20")
+    logging.basicConfig(
+        level=int(level) if level.isdigit() else logging.INFO,
+        format="[%(asctime)s %(levelname)s %(thread)d] %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        stream=sys.stdout,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, file=sys.stderr)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command not in ("train", "serve", "describe", "inspect"):
+        os.execvp(command, args)
+    setup_logging()
+    from common.errors import UserError
+
+    try:
+        return _run(command, rest)
+    except UserError as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _run(command: str, rest: list[str]) -> int:
+    from common.paths import Paths
+
+    name = os.environ.get("ALGORITHM", "")
+    paths = Paths.from_env()
+    if command == "serve":
+        from common.server import limit_compute_threads, serve, server_settings
+
+        limit_compute_threads(server_settings()["compute_threads"])
+        from common.algorithm import load_algorithm
+
+        load_algorithm(name)  # fail here, clearly, rather than in every worker
+        logging.getLogger(__name__).info("Serving %s from %s", name, paths.model)
+        serve(name, paths.model)
+        return 0
+    from common.algorithm import load_algorithm
+
+    algorithm = load_algorithm(name)
+    if command == "train":
+        from common.training import run_training
+
+        logging.getLogger(__name__).info("Docker entrypoint called with argument(s): train")
+        return run_training(algorithm, paths)
+    if command == "describe":
+        print(json.dumps(algorithm.describe(), indent=2))
+        return 0
+    from common.inspect_model import inspect_main
+
+    return inspect_main(algorithm, rest, paths.model)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

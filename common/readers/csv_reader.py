@@ -1,0 +1,113 @@
+"""text/csv: no header, numbers only, the first `label_size` columns are labels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import numpy as np
+
+from common.batch import Batch
+from common.errors import UserError
+from common.readers import csv_kernel
+
+CHUNK_BYTES = 4 << 20
+
+
+class CsvReader:
+    def __init__(self, label_size: int = 0, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self.label_size = label_size
+        self.chunk_bytes = chunk_bytes
+
+    def parse(self, body: bytes, source: str = "request") -> Batch:
+        ncols = _count_columns(body)
+        if ncols is None:
+            return self._split(np.empty((0, self.label_size), np.float32), 1, source)
+        matrix, _ = self._parse_block(body, ncols, 0, source)
+        return self._split(matrix, 1, source)
+
+    def batches(self, stream: BinaryIO, source: str, batch_rows: int) -> Iterator[Batch]:
+        ncols: int | None = None
+        carry = b""
+        lines_before = 0
+        rows_before = 0
+        while True:
+            chunk = stream.read(self.chunk_bytes)
+            block = carry + chunk
+            if not chunk:
+                cut = len(block)
+            else:
+                cut = block.rfind(b"\n") + 1
+            whole, carry = block[:cut], block[cut:]
+            if whole:
+                if ncols is None:
+                    ncols = _count_columns(whole)
+                if ncols is None:
+                    lines_before += whole.count(b"\n")
+                else:
+                    matrix, lines = self._parse_block(whole, ncols, lines_before, source)
+                    lines_before += lines
+                    for start in range(0, len(matrix), batch_rows):
+                        part = matrix[start:start + batch_rows]
+                        yield self._split(part, rows_before + 1, source)
+                        rows_before += len(part)
+            if not chunk:
+                return
+
+    def _parse_block(self, block: bytes, ncols: int, lines_before: int, source: str) -> tuple[np.ndarray, int]:
+        buf = np.frombuffer(block, dtype=np.uint8)
+        capacity = int(np.count_nonzero(buf == 10)) + 1
+        out = np.empty((capacity, ncols), dtype=np.float32)
+        status, rows, line, col = csv_kernel.parse(buf, ncols, out)
+        if status != csv_kernel.OK:
+            raise UserError(_describe_error(block, status, line, col, ncols, lines_before, source))
+        return out[:rows], line
+
+    def _split(self, matrix: np.ndarray, first_row: int, source: str) -> Batch:
+        if self.label_size == 0:
+            return Batch(matrix, None, first_row, source)
+        if matrix.shape[1] <= self.label_size and len(matrix):
+            raise UserError(
+                f"Row {first_row} of {source} has {matrix.shape[1]} columns, but label_size={self.label_size} "
+                "leaves no feature columns."
+            )
+        labels = np.ascontiguousarray(matrix[:, : self.label_size])
+        return Batch(np.ascontiguousarray(matrix[:, self.label_size:]), labels, first_row, source)
+
+
+def _count_columns(block: bytes) -> int | None:
+    """Fields in the first non-blank line; None when there is none."""
+    start = 0
+    while start < len(block):
+        end = block.find(b"\n", start)
+        end = len(block) if end < 0 else end
+        if block[start:end].strip():
+            return block.count(b",", start, end) + 1
+        start = end + 1
+    return None
+
+
+def _describe_error(block: bytes, status: int, line: int, col: int, ncols: int,
+                    lines_before: int, source: str) -> str:
+    text = block.split(b"\n")[line].rstrip(b"\r").decode("utf-8", "replace")
+    number = lines_before + line + 1
+    where = f"Line {number} of {source}"
+    if status == csv_kernel.BAD_WIDTH:
+        return f"{where} has {col} fields but earlier lines have {ncols}; every row needs the same columns."
+    cell = text.split(",")[col].strip() if col < len(text.split(",")) else ""
+    if number == 1 and any(c.isalpha() for c in text) and not _looks_numeric(text):
+        return (f"{where} looks like a header ('{_shorten(text)}'); CSV data must have no header row, "
+                "label first.")
+    return f"{where}, column {col + 1}: '{_shorten(cell)}' is not a number."
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        [float(cell) for cell in text.split(",") if cell.strip()]
+    except ValueError:
+        return False
+    return True
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,62 @@
+"""Runs the Flask app under gunicorn, configured from SageMaker's environment variables.
+
+Workers default to the number of CPUs; each worker gets cpus // workers compute
+threads (BLAS, OpenMP, numba, FAISS), so workers x threads never exceeds the cores.
+Models are loaded in each worker after the fork (no preload): fork after BLAS or
+OpenMP initialisation can hang.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() and int(value) > 0 else default
+
+
+def server_settings() -> dict[str, Any]:
+    cpus = os.cpu_count() or 1
+    workers = _int_env("SAGEMAKER_MODEL_SERVER_WORKERS", cpus)
+    return {
+        "bind": f"0.0.0.0:{_int_env('SAGEMAKER_BIND_TO_PORT', 8080)}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": _int_env("SAGEMAKER_MODEL_SERVER_THREADS", 4),
+        "timeout": _int_env("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
+        "graceful_timeout": 25,  # SageMaker sends SIGKILL 30 s after SIGTERM
+        "keepalive": 75,
+        "preload_app": False,
+        "accesslog": None,
+        "compute_threads": max(1, cpus // workers),
+    }
+
+
+def limit_compute_threads(threads: int) -> None:
+    """Must run before numpy/numba start their pools; user settings win."""
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, str(threads))
+
+
+def serve(algorithm_name: str, model_dir: Path) -> None:
+    settings = server_settings()
+    limit_compute_threads(settings.pop("compute_threads"))
+    from gunicorn.app.base import BaseApplication
+
+    class Application(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from common.algorithm import load_algorithm
+            from common.serving import create_app
+
+            return create_app(load_algorithm(algorithm_name), model_dir)
+
+    Application().run()

@@ -1,0 +1,111 @@
+"""The HTTP contract: a Flask app factory and a pure `invoke` function (spec contract §4).
+
+`create_app` loads the model once, in the calling process (a gunicorn worker, after the fork).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from pathlib import Path
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from common import content_types as ct
+from common.algorithm import Algorithm
+from common.content_types import MediaType, negotiate_accept
+from common.encoders import encode
+from common.errors import PayloadTooLarge, UnsupportedContentType, UserError
+from common.readers import reader_for
+
+log = logging.getLogger(__name__)
+TEXT = "text/plain; charset=utf-8"
+DEFAULT_PAYLOAD_MB = 6
+
+
+def max_payload_bytes() -> int:
+    configured = os.environ.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", "")
+    megabytes = int(configured) if configured.isdigit() else DEFAULT_PAYLOAD_MB
+    return max(DEFAULT_PAYLOAD_MB, megabytes) << 20
+
+
+def invoke(model: Algorithm, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str]:
+    """Request bytes to response bytes; raises UserError (with its HTTP status) for bad requests."""
+    if not content_type:
+        raise UnsupportedContentType(
+            "The request has no Content-Type; use one of: " + ", ".join(model.request_types) + ".")
+    media = MediaType.parse(content_type)
+    if media.name not in model.request_types:
+        raise UnsupportedContentType(
+            f"Content-Type '{content_type}' is not supported; use one of: {', '.join(model.request_types)}.")
+    default = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or model.default_accept
+    response_type = negotiate_accept(accept, model.response_types, default)
+    if not body.strip():
+        raise UserError("The request body is empty; send at least one row.")
+    batch = reader_for(media, labelled=False).parse(body)
+    if len(batch) == 0:
+        raise UserError("The request body holds no rows.")
+    columns = model.predict(batch, response_type)
+    return encode(columns, response_type.name, model.envelope), response_type.name
+
+
+def create_app(algorithm: type[Algorithm], model_dir: Path) -> Flask:
+    app = Flask(algorithm.name)
+    app.config["MAX_CONTENT_LENGTH"] = max_payload_bytes()
+    model: Algorithm | None = None
+    load_error = ""
+    try:
+        model = algorithm.load(model_dir)
+        model.warm_up()
+        log.info("Loaded the %s model from %s.", algorithm.name, model_dir)
+    except UserError as exc:
+        load_error = exc.message
+    except Exception:  # noqa: BLE001 - reported on /ping, server stays up
+        log.error("Could not load the model:\n%s", traceback.format_exc())
+        load_error = "The model could not be loaded; see the log."
+    if load_error:
+        log.error("Model not loaded: %s", load_error)
+
+    @app.get("/ping")
+    def ping() -> Response:
+        if model is None:
+            return Response(load_error + "\n", status=500, mimetype=TEXT)
+        return Response("", status=200)
+
+    @app.get("/execution-parameters")
+    def execution_parameters() -> dict:
+        return {
+            "MaxConcurrentTransforms": os.cpu_count() or 1,
+            "BatchStrategy": "MULTI_RECORD",
+            "MaxPayloadInMB": app.config["MAX_CONTENT_LENGTH"] >> 20,
+        }
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        if model is None:
+            return Response(f"The model is not loaded: {load_error}\n", status=503, mimetype=TEXT)
+        try:
+            body = request.get_data(cache=False)
+            payload, mimetype = invoke(model, body, request.headers.get("Content-Type"),
+                                       request.headers.get("Accept"))
+        except RequestEntityTooLarge:
+            limit = app.config["MAX_CONTENT_LENGTH"] >> 20
+            return _error(PayloadTooLarge(
+                f"The request body is larger than {limit} MB; raise SAGEMAKER_MAX_PAYLOAD_IN_MB or send less."))
+        except UserError as exc:
+            return _error(exc)
+        except Exception:  # noqa: BLE001 - a request never kills the server
+            log.error("Request failed:\n%s", traceback.format_exc())
+            return Response("Internal error while predicting; see the log.\n", status=500, mimetype=TEXT)
+        return Response(payload, status=200, mimetype=mimetype)
+
+    return app
+
+
+def _error(exc: UserError) -> Response:
+    return Response(exc.message + "\n", status=exc.status, mimetype=TEXT)
+
+
+__all__ = ["create_app", "invoke", "ct"]

@@ -1,0 +1,82 @@
+"""The `train` command: read /opt/ml/input/config, run the algorithm, save the model, report failure."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+
+from common.algorithm import Algorithm, TrainingJob
+from common.channels import DataChannel, parse_input_data_config
+from common.checkpoints import Checkpoints
+from common.distributed import Cluster, ClusterError, connect
+from common.errors import UserError
+from common.hyperparameters import parse_hyperparameters
+from common.metrics import MetricsEmitter
+from common.paths import Paths, read_json
+
+log = logging.getLogger(__name__)
+
+FAILURE_LIMIT = 1024
+
+
+def prepare_job(algorithm: type[Algorithm], paths: Paths) -> tuple[object, dict[str, DataChannel], Cluster]:
+    """Parse the three config files; every problem of hyperparameters and channels at once."""
+    problems: list[str] = []
+    hyperparameters = channels = None
+    raw_hp = read_json(paths.hyperparameters, default={})
+    log.info("Reading provided configuration from %s: %s", paths.hyperparameters, raw_hp)
+    try:
+        hyperparameters = parse_hyperparameters(algorithm.Hyperparameters, raw_hp)
+    except UserError as exc:
+        problems.append(exc.message)
+    try:
+        configs = parse_input_data_config(read_json(paths.input_data_config, default={}),
+                                          algorithm.channels, algorithm.default_content_type)
+        channels = {name: DataChannel(cfg, paths.data) for name, cfg in configs.items()}
+    except UserError as exc:
+        problems.append(exc.message)
+    if problems:
+        raise UserError(" ".join(problems))
+    cluster = Cluster.from_resource_config(paths.resource_config)
+    return hyperparameters, channels, cluster  # type: ignore[return-value]
+
+
+def run_training(algorithm: type[Algorithm], paths: Paths) -> int:
+    """Train; returns the process exit code (0 ok, 1 user error, 2 anything else)."""
+    started = time.time()
+    try:
+        hyperparameters, channels, cluster = prepare_job(algorithm, paths)
+        log.info("Final configuration: %s", hyperparameters)
+        metrics = MetricsEmitter(cluster.current_host)
+        with connect(cluster) as collective:
+            job = TrainingJob(
+                hyperparameters=hyperparameters,
+                channels=channels,
+                paths=paths,
+                cluster=cluster,
+                collective=collective,
+                metrics=metrics,
+                checkpoints=Checkpoints(paths.checkpoints),
+                definitions={m.name: m for m in algorithm.metrics},
+            )
+            model = algorithm.train(job)
+            if model is not None and cluster.is_leader:
+                paths.model.mkdir(parents=True, exist_ok=True)
+                model.save(paths.model)
+    except UserError as exc:
+        return _fail(paths, f"ClientError: {exc.message}", 1)
+    except ClusterError as exc:
+        return _fail(paths, f"AlgorithmError: {exc}", 2)
+    except Exception as exc:  # noqa: BLE001 - every other failure is ours
+        log.error("Training failed:\n%s", traceback.format_exc())
+        return _fail(paths, f"AlgorithmError: {type(exc).__name__}: {exc}", 2)
+    log.info("Training finished in %.2f s.", time.time() - started)
+    return 0
+
+
+def _fail(paths: Paths, message: str, code: int) -> int:
+    log.error("%s", message)
+    paths.output.mkdir(parents=True, exist_ok=True)
+    paths.failure.write_text(message[:FAILURE_LIMIT])
+    return code
