@@ -1,0 +1,109 @@
+"""k-means: ours through the entrypoint from recordIO files vs scikit-learn in memory.
+
+Quality anchor: sklearn KMeans(n_init=3) inertia. Speed anchor: sklearn MiniBatchKMeans(n_init=3)
+fit time. Ours is the wall time of `python -m common.entrypoint train` (process start to exit,
+reading and parsing the files included), median of several runs, with its peak RSS.
+Usage: bench_kmeans.py [--rows N] [--repeats R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from benchlib import REPO, report
+from sklearn.cluster import KMeans as SkKMeans
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.datasets import load_digits, make_blobs
+
+from algorithms.kmeans.algorithm import KMeans
+from common.local import entrypoint_env, write_job
+from common.recordio import encode_dense
+
+
+def inertia(x: np.ndarray, centers: np.ndarray) -> float:
+    total = 0.0
+    norms = (centers.astype(np.float64) ** 2).sum(1)
+    for start in range(0, len(x), 50_000):
+        part = x[start:start + 50_000].astype(np.float64)
+        d = (part ** 2).sum(1)[:, None] - 2 * part @ centers.T.astype(np.float64) + norms
+        total += float(np.maximum(d.min(1), 0).sum())
+    return total
+
+
+def run_ours(x: np.ndarray, k: int, tmp: Path, hyperparameters: dict[str, str], repeats: int
+             ) -> tuple[float, float, np.ndarray]:
+    files = []
+    for i, part in enumerate(np.array_split(x, 8)):
+        path = tmp / f"part-{i}.rec"
+        path.write_bytes(encode_dense(part))
+        files.append(path)
+    times, peaks = [], []
+    base = tmp / "ml"
+    for _ in range(repeats + 1):  # the first run also fills numba's cache
+        if base.exists():
+            subprocess.run(["rm", "-rf", str(base)], check=True)
+        write_job(base, {"k": str(k), "feature_dim": str(x.shape[1]), "force_dense": "True", **hyperparameters},
+                  {"train": (files, None)})
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"],
+                                   env=entrypoint_env("kmeans", base), stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - started
+        if status != 0:
+            raise SystemExit((base / "output" / "failure").read_text())
+        times.append(elapsed)
+        peaks.append(usage.ru_maxrss / 1024)
+    return statistics.median(times[1:]), max(peaks[1:]), KMeans.load(base / "model").centers
+
+
+def bench(name: str, x: np.ndarray, k: int, repeats: int, hyperparameters: dict[str, str]) -> None:
+    x = x.astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        ours_time, ours_peak, centers = run_ours(x, k, Path(tmp), hyperparameters, repeats)
+    ours_inertia = inertia(x, centers)
+    mbk_times, mbk_inertia = [], []
+    for seed in range(repeats):
+        started = time.perf_counter()
+        model = MiniBatchKMeans(k, n_init=3, random_state=seed).fit(x)
+        mbk_times.append(time.perf_counter() - started)
+        mbk_inertia.append(inertia(x, model.cluster_centers_))
+    started = time.perf_counter()
+    full = SkKMeans(k, n_init=3, random_state=0).fit(x)
+    full_time = time.perf_counter() - started
+    full_inertia = inertia(x, full.cluster_centers_)
+    mbk_time = statistics.median(mbk_times)
+    report(f"k-means on {name}: {x.shape[0]:,} x {x.shape[1]}, k={k}, {x.nbytes / 1e6:.0f} MB float32; "
+           f"ours {hyperparameters or 'defaults'}", [
+               ("ours: entrypoint from recordIO files", f"{ours_time:8.2f} s (median of {repeats}), "
+                                                        f"peak RSS {ours_peak:.0f} MB"),
+               ("sklearn MiniBatchKMeans(n_init=3) fit", f"{mbk_time:8.2f} s (median of {repeats})"),
+               ("time ratio ours/MiniBatchKMeans", f"{ours_time / mbk_time:8.2f}x"),
+               ("sklearn KMeans(n_init=3) fit", f"{full_time:8.2f} s (quality anchor, 1 run)"),
+               ("inertia ours", f"{ours_inertia:.6g}"),
+               ("inertia KMeans(n_init=3)", f"{full_inertia:.6g}"),
+               ("inertia MiniBatchKMeans (median)", f"{statistics.median(mbk_inertia):.6g}"),
+               ("inertia ratio ours/KMeans", f"{ours_inertia / full_inertia:.4f}"),
+           ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    bench("sklearn digits", load_digits().data, 10, args.repeats, {})
+    x, _ = make_blobs(n_samples=args.rows, n_features=64, centers=100, cluster_std=2.0, random_state=0)
+    bench("synthetic blobs", x, 100, args.repeats, {})
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    main()

@@ -1,0 +1,98 @@
+"""Serving overhead: 1-row CSV -> k-means -> JSON through our server vs a bare Flask+gunicorn app.
+
+Both run under gunicorn (1 worker, gthread), the client is one keep-alive connection
+sending requests back to back; p50/p99 latency and requests/s, median of 3 runs each.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from benchlib import REPO, report
+
+from algorithms.kmeans.algorithm import KMeans
+
+REQUESTS = 3000
+ROW = b"0.5,1.25,-3.0,2.0,0.0,1.0,7.5,-0.25"
+
+
+def _wait(port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/ping")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def _load(port: int) -> tuple[float, float, float]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": "text/csv", "Accept": "application/json"}
+    latencies = []
+    started = time.perf_counter()
+    for _ in range(REQUESTS):
+        t0 = time.perf_counter()
+        connection.request("POST", "/invocations", body=ROW, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return latencies[len(latencies) // 2] * 1e3, latencies[int(len(latencies) * 0.99)] * 1e3, REQUESTS / elapsed
+
+
+def _measure(command: list[str], env: dict[str, str], port: int) -> tuple[float, float, float]:
+    server = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(port)
+        _load(port)  # warm-up
+        runs = [_load(port) for _ in range(3)]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return tuple(statistics.median(r[i] for r in runs) for i in range(3))  # type: ignore[return-value]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        (base / "model").mkdir()
+        KMeans(np.random.default_rng(0).standard_normal((10, 8)).astype(np.float32)).save(base / "model")
+        env = dict(os.environ, PYTHONPATH=str(REPO), ALGORITHM="kmeans", SAGEMAKER_BASE_DIR=str(base),
+                   SAGEMAKER_MODEL_SERVER_WORKERS="1")
+        port = 18080
+        ours = _measure([sys.executable, "-m", "common.entrypoint", "serve"],
+                        dict(env, SAGEMAKER_BIND_TO_PORT=str(port)), port)
+        body = _our_response(base)
+        bare_env = dict(env, BARE_RESPONSE=body, OMP_NUM_THREADS="2")
+        bare = _measure([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "4",
+                         "-b", f"127.0.0.1:{port + 1}", "--chdir", str(REPO / "bench"), "bare_app:app"],
+                        bare_env, port + 1)
+    report(f"serving 1-row CSV -> JSON, {REQUESTS} sequential keep-alive requests x 3 runs (median)", [
+        ("ours  p50 / p99 / req/s", f"{ours[0]:.2f} ms / {ours[1]:.2f} ms / {ours[2]:.0f}"),
+        ("bare Flask+gunicorn p50 / p99 / req/s", f"{bare[0]:.2f} ms / {bare[1]:.2f} ms / {bare[2]:.0f}"),
+        ("throughput ratio ours/bare", f"{ours[2] / bare[2]:.2f}x"),
+    ])
+
+
+def _our_response(base: Path) -> str:
+    from common.serving import invoke
+
+    model = KMeans.load(base / "model")
+    return invoke(model, ROW, "text/csv", "application/json")[0].decode()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""CSV, JSON, JSON Lines and libsvm readers on tiny hand-made inputs, errors asserted exactly."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from common.content_types import MediaType
+from common.errors import UnsupportedContentType, UserError
+from common.readers import reader_for
+from common.readers.csv_reader import CsvReader
+from common.readers.json_reader import JsonLinesReader, JsonReader
+from common.readers.libsvm_reader import LibsvmReader
+
+
+def test_csv_numbers_labels_blank_lines_and_crlf() -> None:
+    batch = CsvReader(label_size=1).parse(b"1,2.5,-3e2\r\n\n0, .5 ,nan\n")
+    np.testing.assert_array_equal(batch.labels, [[1.0], [0.0]])
+    np.testing.assert_array_equal(batch.features[0], [2.5, -300.0])
+    assert batch.features.dtype == np.float32 and np.isnan(batch.features[1, 1])
+
+
+def test_csv_empty_field_is_nan_and_no_trailing_newline() -> None:
+    batch = CsvReader().parse(b"1,,3\n4,5,6")
+    assert batch.features.shape == (2, 3) and np.isnan(batch.features[0, 1])
+
+
+def test_csv_streaming_across_chunks_matches_whole_parse() -> None:
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((500, 7)).astype(np.float32)
+    text = "\n".join(",".join(repr(float(v)) for v in row) for row in data).encode() + b"\n"
+    reader = CsvReader(label_size=2, chunk_bytes=97)
+    batches = list(reader.batches(io.BytesIO(text), "part.csv", batch_rows=64))
+    starts = [b.first_row for b in batches]
+    assert starts == list(np.cumsum([1] + [len(b) for b in batches[:-1]]))
+    features = np.concatenate([b.features for b in batches])
+    np.testing.assert_array_equal(features, data[:, 2:])
+    np.testing.assert_array_equal(np.concatenate([b.labels for b in batches]), data[:, :2])
+
+
+@pytest.mark.parametrize("body,message", [
+    (b"a,b,c\n1,2,3\n", "Line 1 of train.csv looks like a header ('a,b,c'); CSV data must have no header row, "
+                        "label first."),
+    (b"1,2,3\n4,x,6\n", "Line 2 of train.csv, column 2: 'x' is not a number."),
+    (b"1,2,3\n4,5\n", "Line 2 of train.csv has 2 fields but earlier lines have 3; every row needs the same columns."),
+    (b"1,2,3\n\n4,5,6,7\n", "Line 3 of train.csv has 4 fields but earlier lines have 3; every row needs the same "
+                            "columns."),
+])
+def test_csv_errors_name_file_and_line(body: bytes, message: str) -> None:
+    with pytest.raises(UserError) as caught:
+        list(CsvReader(chunk_bytes=4).batches(io.BytesIO(body), "train.csv", 10))
+    assert caught.value.message == message
+
+
+def test_csv_label_size_too_large() -> None:
+    with pytest.raises(UserError, match="label_size=2 leaves no feature columns"):
+        CsvReader(label_size=2).parse(b"1,2\n")
+
+
+def test_json_forms_dense_and_mixed_sparse() -> None:
+    body = b'{"instances": [{"features": [1, 2, 0]}, {"data": {"features": {"values": [3, 4, 5]}}}]}'
+    batch = JsonReader().parse(body)
+    np.testing.assert_array_equal(batch.features, [[1, 2, 0], [3, 4, 5]])
+    sparse = JsonReader().parse(b'{"instances": [{"data": {"features": {"keys": [0, 2], "shape": [3], '
+                                b'"values": [1, 4]}}}, [7, 8, 9]]}')
+    assert sparse.is_sparse
+    np.testing.assert_array_equal(sparse.dense(), [[1, 0, 4], [7, 8, 9]])
+    np.testing.assert_array_equal(JsonReader().parse(b"[[1, 2], [3, 4]]").features, [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(JsonReader().parse(b"[1, 2]").features, [[1, 2]])
+    np.testing.assert_array_equal(JsonReader().parse(b'{"features": [5, 6]}').features, [[5, 6]])
+
+
+def test_json_lines() -> None:
+    body = b'{"features": [1.5, 2]}\n\n{"data": {"features": {"keys": [1], "shape": [2], "values": [4]}}}\n'
+    np.testing.assert_array_equal(JsonLinesReader().parse(body).dense(), [[1.5, 2], [0, 4]])
+
+
+@pytest.mark.parametrize("body,message", [
+    (b"{not json", "The body of request is not valid JSON: Expecting property name enclosed in double quotes."),
+    (b'{"instances": [{"features": [1, 2]}, {"features": [1]}]}', "Row 2 of request has 1 features but row 1 has 2."),
+    (b'{"instances": [{"feature": [1]}]}', 'Row 1 of request has no \'features\' (expected {"features": [...]} or '
+                                          '{"data": {"features": {"values": [...]}}}).'),
+    (b'{"instances": [{"features": [1, "a"]}]}', "Row 1 of request: features must be a list of numbers."),
+    (b'{"instances": [{"data": {"features": {"keys": [5], "shape": [3], "values": [1]}}}]}',
+     "Row 1 of request: key 5 is outside the shape [3]."),
+    (b'{"instances": [{"data": {"features": {"keys": [1], "values": [1]}}}]}',
+     "Row 1 of request: sparse features need a 'shape'."),
+    (b'"text"', "The JSON body of request must be an object with 'instances' or a list of rows."),
+])
+def test_json_errors(body: bytes, message: str) -> None:
+    with pytest.raises(UserError) as caught:
+        JsonReader().parse(body)
+    assert caught.value.message == message
+
+
+def test_libsvm_training_and_request_rows() -> None:
+    batch = LibsvmReader().parse(b"1 0:1.5 3:2\n0 1:-1\n")
+    np.testing.assert_array_equal(batch.labels, [[1], [0]])
+    np.testing.assert_array_equal(batch.dense(), [[1.5, 0, 0, 2], [0, -1, 0, 0]])
+    request = LibsvmReader(labelled=False, width=5).parse(b"0:1 4:2\n9 1:3\n")
+    np.testing.assert_array_equal(request.dense(), [[1, 0, 0, 0, 2], [0, 3, 0, 0, 0]])
+    with pytest.raises(UserError, match="Line 2 of request: 'x:1' is not index:value."):
+        LibsvmReader().parse(b"1 0:1\n1 x:1\n")
+
+
+def test_registry_and_content_type_parameters() -> None:
+    reader = reader_for(MediaType.parse("text/CSV; label_size=1"))
+    assert isinstance(reader, CsvReader) and reader.label_size == 1
+    assert isinstance(reader_for(MediaType.parse("application/JSONLINES")), JsonLinesReader)
+    with pytest.raises(UnsupportedContentType) as caught:
+        reader_for(MediaType.parse("image/png"))
+    assert caught.value.status == 415 and caught.value.message == "Content type 'image/png' is not supported."

@@ -1,0 +1,116 @@
+"""The HTTP contract through the Flask app (no gunicorn): statuses, bodies, content negotiation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from algorithms.kmeans.algorithm import KMeans
+from common.readers.recordio import RecordIOReader
+from common.recordio import encode_dense, encode_sparse
+from common.serving import create_app
+
+CSV_BODY = b"1,1\n9,10"
+
+
+@pytest.fixture
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", raising=False)
+    monkeypatch.setenv("SAGEMAKER_MAX_PAYLOAD_IN_MB", "6")
+    KMeans(np.array([[0, 0], [10, 10]], np.float32)).save(tmp_path)
+    return create_app(KMeans, tmp_path).test_client()
+
+
+def _post(client, body: bytes, content_type: str | None = "text/csv", accept: str | None = None):
+    headers = {}
+    if content_type:
+        headers["Content-Type"] = content_type
+    if accept:
+        headers["Accept"] = accept
+    return client.post("/invocations", data=body, headers=headers)
+
+
+def test_ping_and_execution_parameters(client) -> None:
+    assert client.get("/ping").status_code == 200
+    assert client.get("/execution-parameters").get_json()["BatchStrategy"] == "MULTI_RECORD"
+
+
+def test_spec_example_in_every_response_format(client) -> None:
+    response = _post(client, CSV_BODY)
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    assert response.get_json() == {"predictions": [
+        {"closest_cluster": 0.0, "distance_to_cluster": 1.4142135381698608},
+        {"closest_cluster": 1.0, "distance_to_cluster": 1.0}]}
+    json_body = b'{"instances": [{"features": [1, 1]}, {"data": {"features": {"values": [9, 10]}}}]}'
+    lines = _post(client, json_body, "application/json", "application/jsonlines")
+    assert lines.data == (b'{"closest_cluster": 0.0, "distance_to_cluster": 1.4142135381698608}\n'
+                          b'{"closest_cluster": 1.0, "distance_to_cluster": 1.0}\n')
+    assert _post(client, json_body, "application/json", "text/csv").data == b"0.0,1.4142135381698608\n1.0,1.0\n"
+    assert _post(client, CSV_BODY, "text/csv", "*/*").mimetype == "application/json"
+
+
+def test_recordio_in_and_out_one_record_per_row(client) -> None:
+    body = encode_dense(np.array([[1, 1], [9, 10]], np.float64))  # the SDK's RecordSerializer sends float64
+    response = _post(client, body, "application/x-recordio-protobuf", "application/x-recordio-protobuf")
+    assert response.status_code == 200 and response.mimetype == "application/x-recordio-protobuf"
+    records = RecordIOReader().parse(response.data)
+    assert len(records) == 2
+    sparse = encode_sparse(__import__("scipy.sparse", fromlist=["csr_matrix"]).csr_matrix(
+        np.array([[1.0, 0.0], [0.0, 10.0]], np.float32)))
+    assert [p["closest_cluster"] for p in _post(client, sparse, "application/x-recordio-protobuf").get_json()[
+        "predictions"]] == [0.0, 1.0]
+
+
+def test_jsonlines_request(client) -> None:
+    response = _post(client, b'{"features": [1, 1]}\n{"features": [9, 10]}\n', "application/jsonlines")
+    assert [p["closest_cluster"] for p in response.get_json()["predictions"]] == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("body,content_type,accept,status,message", [
+    (CSV_BODY, "image/png", None, 415,
+     "Content-Type 'image/png' is not supported; use one of: text/csv, application/json, application/jsonlines, "
+     "application/x-recordio-protobuf."),
+    (CSV_BODY, None, None, 415, "The request has no Content-Type; use one of: text/csv, application/json, "
+                                "application/jsonlines, application/x-recordio-protobuf."),
+    (CSV_BODY, "text/csv", "text/html", 406, "Accept 'text/html' is not supported; use one of: application/json, "
+                                             "application/jsonlines, application/x-recordio-protobuf, text/csv."),
+    (b"1,2,3\n", "text/csv", None, 400, "Row 1 of request has 3 features but the model's feature_dim is 2."),
+    (b"1,2\n3,x\n", "text/csv", None, 400, "Line 2 of request, column 2: 'x' is not a number."),
+    (b"1,2\nnan,1\n", "text/csv", None, 400, "Row 2 of request contains NaN or infinite values."),
+    (b"", "text/csv", None, 400, "The request body is empty; send at least one row."),
+    (b"{", "application/json", None, 400, "The body of request is not valid JSON: Expecting property name "
+                                          "enclosed in double quotes."),
+    (b"\x0a\x23\xd7\xce\xff\xff\xff\x0f", "application/x-recordio-protobuf", None, 400, None),
+])
+def test_errors_are_one_readable_sentence(client, body, content_type, accept, status, message) -> None:
+    response = _post(client, body, content_type, accept)
+    assert response.status_code == status
+    assert response.mimetype == "text/plain"
+    text = response.data.decode().strip()
+    if message:
+        assert text == message
+    assert "\n" not in text and "Traceback" not in text
+
+
+def test_payload_limit_is_413(client) -> None:
+    response = _post(client, b"1,1\n" * ((6 << 20) // 4 + 10))
+    assert response.status_code == 413
+    assert response.data.decode().strip() == ("The request body is larger than 6 MB; raise "
+                                               "SAGEMAKER_MAX_PAYLOAD_IN_MB or send less.")
+
+
+def test_default_accept_from_environment(client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "text/csv")
+    assert _post(client, CSV_BODY).data == b"0.0,1.4142135381698608\n1.0,1.0\n"
+
+
+def test_unloadable_model_fails_ping_but_server_answers(tmp_path: Path) -> None:
+    (tmp_path / "model_algo-1").write_bytes(b"not a model")
+    client = create_app(KMeans, tmp_path).test_client()
+    ping = client.get("/ping")
+    assert ping.status_code == 500 and b"model_algo-1" in ping.data
+    assert _post(client, CSV_BODY).status_code == 503
+    assert json.dumps(ping.data.decode())
