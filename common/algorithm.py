@@ -77,6 +77,7 @@ class Algorithm(ABC):
 
     def warm_up(self) -> None:
         """Compile kernels and touch what the first request would, so it pays nothing extra."""
+        return None
 
     def export(self) -> dict[str, np.ndarray]:
         """The model's arrays, named, for `inspect`/`export`."""

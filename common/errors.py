@@ -38,4 +38,4 @@ class PayloadTooLarge(UserError):
 
 def join_problems(problems: list[str]) -> str:
     """One sentence per problem, in the order found."""
-    return " ".join(p if p.endswith(".") else p + "." for p in problems)
+    return " ".join(p if p.endswith((".", "?")) else p + "." for p in problems)

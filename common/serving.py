@@ -87,13 +87,11 @@ def create_app(algorithm: type[Algorithm], model_dir: Path) -> Flask:
         if model is None:
             return Response(f"The model is not loaded: {load_error}\n", status=503, mimetype=TEXT)
         try:
-            body = request.get_data(cache=False)
+            body = _read_body(app.config["MAX_CONTENT_LENGTH"])
             payload, mimetype = invoke(model, body, request.headers.get("Content-Type"),
                                        request.headers.get("Accept"))
         except RequestEntityTooLarge:
-            limit = app.config["MAX_CONTENT_LENGTH"] >> 20
-            return _error(PayloadTooLarge(
-                f"The request body is larger than {limit} MB; raise SAGEMAKER_MAX_PAYLOAD_IN_MB or send less."))
+            return _error(_too_large(app.config["MAX_CONTENT_LENGTH"]))
         except UserError as exc:
             return _error(exc)
         except Exception:  # noqa: BLE001 - a request never kills the server
@@ -102,6 +100,26 @@ def create_app(algorithm: type[Algorithm], model_dir: Path) -> Flask:
         return Response(payload, status=200, mimetype=mimetype)
 
     return app
+
+
+def _read_body(limit: int) -> bytes:
+    """The whole body, chunked or not, refusing more than `limit` bytes without buffering them."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    chunks, total = [], 0
+    while True:
+        chunk = request.stream.read(min(1 << 20, limit + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(limit)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The request body is larger than {limit >> 20} MB; raise SAGEMAKER_MAX_PAYLOAD_IN_MB or send less.")
 
 
 def _error(exc: UserError) -> Response:

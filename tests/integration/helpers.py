@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,14 +22,9 @@ def free_port() -> int:
 
 def train(algorithm: str, base: Path, extra_env: dict[str, str] | None = None,
           timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(["python", "-m", "common.entrypoint", "train"], env=entrypoint_env(algorithm, base, extra_env),
-                          capture_output=True, text=True, timeout=timeout, executable=_python())
-
-
-def _python() -> str:
-    import sys
-
-    return sys.executable
+    return subprocess.run([sys.executable, "-m", "common.entrypoint", "train"],
+                          env=entrypoint_env(algorithm, base, extra_env), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @contextmanager

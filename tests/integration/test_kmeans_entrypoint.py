@@ -18,9 +18,9 @@ import scipy.sparse as sp
 from sklearn.datasets import make_blobs
 
 from common.local import entrypoint_env, feed_pipes, write_job
-from common.readers.recordio import RecordIOReader
 from common.recordio import encode_dense, encode_sparse
 from tests.integration.helpers import free_port, serving, train
+from tests.responses import decode_label_records
 
 X, _ = make_blobs(n_samples=2000, centers=5, n_features=4, random_state=1)
 X = X.astype(np.float32)
@@ -142,7 +142,7 @@ def test_served_model_answers_every_format_with_gunicorn(trained: Path) -> None:
         proto = requests.post(url + "/invocations", data=encode_dense(rows.astype(np.float64)),
                               headers={"Content-Type": "application/x-recordio-protobuf",
                                        "Accept": "application/x-recordio-protobuf"})
-        assert RecordIOReader().parse(proto.content).labels is not None
+        assert [r["closest_cluster"][0] for r in decode_label_records(proto.content)] == expected
         assert proto.headers["Content-Type"] == "application/x-recordio-protobuf"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -99,7 +100,9 @@ def test_no_reduction_when_factor_is_one_and_k_too_large(base_dir: Path) -> None
         "ClientError: k=11 is larger than the number of training rows (10)."
 
 
-def test_resume_from_checkpoint_skips_finished_epochs(base_dir: Path, capsys: pytest.CaptureFixture) -> None:
+def test_resume_from_checkpoint_skips_finished_epochs(base_dir: Path, capsys: pytest.CaptureFixture,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     x, _ = make_blobs(n_samples=400, centers=3, n_features=2, random_state=0)
     hyperparameters = {"k": "3", "feature_dim": "2", "epochs": "2", "mini_batch_size": "100"}
     assert _train(base_dir, x, hyperparameters, capsys=capsys)[0] == 0
@@ -108,7 +111,8 @@ def test_resume_from_checkpoint_skips_finished_epochs(base_dir: Path, capsys: py
     assert [p.name for p in checkpoints] == ["checkpoint-00000000.npz", "checkpoint-00000001.npz"]
     checkpoints[-1].unlink()  # as if the job stopped during epoch 1
     code, out = _train(base_dir, x, hyperparameters, capsys=capsys)
-    assert code == 0 and "Resuming from the checkpoint after epoch 0." in out
+    assert code == 0 and "Resuming from the checkpoint after epoch 0." in caplog.text
+    assert "completed 50.0 %" not in out and "completed 100.0 % of epochs" in out
     np.testing.assert_allclose(KMeans.load(base_dir / "model").centers, first, rtol=1e-5)
 
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from algorithms.kmeans.algorithm import KMeans
-from common.readers.recordio import RecordIOReader
 from common.recordio import encode_dense, encode_sparse
 from common.serving import create_app
+from tests.responses import decode_label_records
 
 CSV_BODY = b"1,1\n9,10"
 
@@ -56,10 +57,10 @@ def test_recordio_in_and_out_one_record_per_row(client) -> None:
     body = encode_dense(np.array([[1, 1], [9, 10]], np.float64))  # the SDK's RecordSerializer sends float64
     response = _post(client, body, "application/x-recordio-protobuf", "application/x-recordio-protobuf")
     assert response.status_code == 200 and response.mimetype == "application/x-recordio-protobuf"
-    records = RecordIOReader().parse(response.data)
-    assert len(records) == 2
-    sparse = encode_sparse(__import__("scipy.sparse", fromlist=["csr_matrix"]).csr_matrix(
-        np.array([[1.0, 0.0], [0.0, 10.0]], np.float32)))
+    assert decode_label_records(response.data) == [
+        {"closest_cluster": [0.0], "distance_to_cluster": [1.4142135381698608]},
+        {"closest_cluster": [1.0], "distance_to_cluster": [1.0]}]
+    sparse = encode_sparse(sp.csr_matrix(np.array([[1.0, 0.0], [9.0, 10.0]], np.float32)))
     assert [p["closest_cluster"] for p in _post(client, sparse, "application/x-recordio-protobuf").get_json()[
         "predictions"]] == [0.0, 1.0]
 
