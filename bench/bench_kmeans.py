@@ -2,14 +2,15 @@
 
 Quality anchor: sklearn KMeans(n_init=3) inertia. Speed anchor: sklearn MiniBatchKMeans(n_init=3)
 fit time. Ours is the wall time of `python -m common.entrypoint train` (process start to exit,
-reading and parsing the files included), median of several runs, with its peak RSS.
+reading and parsing the files included), median of several runs, with its peak RSS
+(VmHWM, as the entrypoint logs it).
 Usage: bench_kmeans.py [--rows N] [--repeats R]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import re
 import statistics
 import subprocess
 import sys
@@ -53,14 +54,13 @@ def run_ours(x: np.ndarray, k: int, tmp: Path, hyperparameters: dict[str, str], 
         write_job(base, {"k": str(k), "feature_dim": str(x.shape[1]), "force_dense": "True", **hyperparameters},
                   {"train": (files, None)})
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"],
-                                   env=entrypoint_env("kmeans", base), stdout=subprocess.DEVNULL)
-        _, status, usage = os.wait4(process.pid, 0)
+        result = subprocess.run([sys.executable, "-m", "common.entrypoint", "train"],
+                                env=entrypoint_env("kmeans", base), capture_output=True, text=True)
         elapsed = time.perf_counter() - started
-        if status != 0:
+        if result.returncode != 0:
             raise SystemExit((base / "output" / "failure").read_text())
         times.append(elapsed)
-        peaks.append(usage.ru_maxrss / 1024)
+        peaks.append(float(re.search(r"peak memory (\d+) MB", result.stdout).group(1)))
     return statistics.median(times[1:]), max(peaks[1:]), KMeans.load(base / "model").centers
 
 

@@ -71,8 +71,22 @@ def run_training(algorithm: type[Algorithm], paths: Paths) -> int:
     except Exception as exc:  # noqa: BLE001 - every other failure is ours
         log.error("Training failed:\n%s", traceback.format_exc())
         return _fail(paths, f"AlgorithmError: {type(exc).__name__}: {exc}", 2)
-    log.info("Training finished in %.2f s.", time.time() - started)
+    log.info("Training finished in %.2f s, peak memory %.0f MB.", time.time() - started, peak_memory_mb())
     return 0
+
+
+def peak_memory_mb() -> float:
+    """This process's resident-set high-water mark since exec (VmHWM; ru_maxrss also counts the parent's
+    pages inherited before exec, which inflates it for a child of a big process)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _fail(paths: Paths, message: str, code: int) -> int:
