@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow lint bench bench-common bench-kmeans clean
+.PHONY: install sdk-venv demo test test-slow lint bench bench-common bench-kmeans clean
 
 install: $(VENV)/.installed
 
@@ -14,6 +14,14 @@ $(VENV)/.installed: $(REQUIREMENTS)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS))
 	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# The real SageMaker Python SDK 2.x, apart (300 MB): the recordIO benchmark's anchor and fixture maker.
+sdk-venv: .venv-sdk/.installed
+
+.venv-sdk/.installed:
+	$(PYTHON) -m venv .venv-sdk
+	.venv-sdk/bin/pip install --quiet "sagemaker==2.257.7" scipy
 	touch $@
 
 demo: install
@@ -30,7 +38,7 @@ lint: install
 
 bench: bench-common bench-kmeans
 
-bench-common: install
+bench-common: install sdk-venv
 	$(PY) bench/bench_readers.py
 	$(PY) bench/bench_recordio.py
 	$(PY) bench/bench_serving.py
@@ -39,4 +47,4 @@ bench-kmeans: install
 	$(PY) bench/bench_kmeans.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-sdk .pytest_cache
