@@ -48,3 +48,6 @@ bench-kmeans: install
 
 clean:
 	rm -rf $(VENV) .venv-sdk .pytest_cache
+
+# Image targets (image-<name>, test-image-<name>, push-<name>, ...): driven by images.yaml.
+include docker/images.mk

@@ -79,6 +79,11 @@ class Algorithm(ABC):
         """Compile kernels and touch what the first request would, so it pays nothing extra."""
         return None
 
+    @classmethod
+    def warm_up_kernels(cls) -> None:
+        """Compile (fill numba's cache for) the algorithm's kernels without a model: image build time."""
+        return None
+
     def export(self) -> dict[str, np.ndarray]:
         """The model's arrays, named, for `inspect`/`export`."""
         raise UserError(f"{self.name} models cannot be exported yet.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 
 USAGE = """usage: <image> train | serve | describe | inspect [--format json|npz] [--output FILE] [MODEL_DIR]
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     if command not in ("train", "serve", "describe", "inspect"):
         os.execvp(command, args)
     setup_logging()
+    if command != "serve":
+        # As PID 1 Python ignores SIGTERM unless it handles it; SageMaker stops a job with SIGTERM.
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     from common.errors import UserError
 
     try:

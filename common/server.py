@@ -33,6 +33,7 @@ def server_settings() -> dict[str, Any]:
         "keepalive": 75,
         "preload_app": False,
         "accesslog": None,
+        "control_socket_disable": True,  # gunicorn 27's control socket: nothing uses it here
         "compute_threads": max(1, cpus // workers),
     }
 

@@ -92,6 +92,12 @@ class KMeans(Algorithm):
     def warm_up(self) -> None:
         self.predict(Batch(np.zeros((1, self.feature_dim), np.float32)), MediaType(ct.JSON))
 
+    @classmethod
+    def warm_up_kernels(cls) -> None:
+        x = np.zeros((2, 2), np.float32)
+        labels, _ = kernels.assign(x, x)
+        kernels.minibatch_update(x, labels, x.astype(np.float64), np.zeros(2), 1.0)
+
     def predict(self, batch: Batch, accept: MediaType) -> Columns:
         batch.check_width(self.feature_dim, "the model's feature_dim")
         batch.check_finite()

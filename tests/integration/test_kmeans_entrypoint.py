@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import signal
 import subprocess
@@ -200,3 +201,16 @@ def test_describe_inspect_and_usage(trained: Path, tmp_path: Path) -> None:
     unknown = subprocess.run([sys.executable, "-m", "common.entrypoint", "train"], capture_output=True, text=True,
                              env={**entrypoint_env("kmeans", trained), "ALGORITHM": "nope"})
     assert unknown.returncode == 1 and "ALGORITHM='nope' names no folder under algorithms/." in unknown.stderr
+
+
+def test_sigterm_stops_training_quickly_without_a_failure_file(tmp_path: Path) -> None:
+    base = tmp_path / "ml"
+    write_job(base, HP, {"train": ([], None)}, input_mode="Pipe")
+    (base / "input" / "data").mkdir(parents=True)
+    os.mkfifo(base / "input" / "data" / "train_0")  # nobody writes: training blocks on it
+    process = subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"],
+                               env=entrypoint_env("kmeans", base), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(2)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 128 + signal.SIGTERM
+    assert not (base / "output" / "failure").exists()

@@ -1,0 +1,66 @@
+# Container images, one per images.yaml entry (read by docker/images.py). Included by the Makefile.
+#   make image-kmeans          build sagemaker-kmeans:$(TAG) (and :latest)
+#   make images                build every image
+#   make test-image-kmeans     build, then run tests/container for that image; test-images: all
+#   make push-kmeans           push to ECR: ACCOUNT (default: aws sts), REGION, TAG
+#   make run-train-kmeans OPT_ML=dir    docker run IMAGE train over a local /opt/ml folder
+#   make run-serve-kmeans OPT_ML=dir PORT=8080
+# ENGINE is docker when its daemon answers, otherwise podman. With no Docker daemon and no
+# registry (like the dev machines): docker/setup-podman.sh, then docker/make-base-image.sh.
+
+IMAGE_PREFIX ?= sagemaker-
+TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
+ACCOUNT ?= $(shell aws sts get-caller-identity --query Account --output text)
+OPT_ML ?= $(CURDIR)/build/opt_ml
+PORT ?= 8080
+BUILD_OPTS ?=
+# PIP_CERT (pip's own variable): a CA bundle handed to the build as a secret, never a layer.
+PIP_CERT ?=
+comma := ,
+
+ifndef ENGINE
+# Decided on first use only, so targets that need no engine never ask the docker daemon.
+ENGINE = $(eval ENGINE := $(shell docker info >/dev/null 2>&1 && echo docker || echo podman))$(ENGINE)
+endif
+# podman on these machines runs with runc (design.md section 5); Docker needs nothing extra.
+ENGINE_CMD = $(ENGINE)$(if $(filter podman,$(ENGINE)), --runtime runc)
+IMAGE_BUILD_FLAGS = $(if $(filter podman,$(ENGINE)),--ignorefile docker/Dockerfile.dockerignore) \
+	$(if $(PIP_CERT),--secret id=pip_cert$(comma)src=$(PIP_CERT)) $(BUILD_OPTS)
+IMAGE_NAMES = $(shell $(PY) docker/images.py names)
+
+# The container tests read the same settings (tests/container/test_images.py).
+container_tests = CONTAINER_ENGINE="$(ENGINE_CMD)" CONTAINER_IMAGES="$(1)" IMAGE_PREFIX=$(IMAGE_PREFIX) \
+	IMAGE_TAG=$(TAG) $(PY) -m pytest -q -m container tests/container $(PYTEST_ARGS)
+
+.PHONY: images test-images
+
+image-%: install
+	@args=$$($(PY) docker/images.py build-args $*) && set -x && \
+	$(ENGINE_CMD) build -f docker/Dockerfile $(IMAGE_BUILD_FLAGS) $$args \
+		-t $(IMAGE_PREFIX)$*:$(TAG) -t $(IMAGE_PREFIX)$*:latest .
+
+images: install
+	$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) $(addprefix image-,$(IMAGE_NAMES))
+
+test-image-%: image-%
+	$(call container_tests,$*)
+
+test-images: images
+	$(call container_tests,$(IMAGE_NAMES))
+
+push-%: image-%
+	@set -e; registry=$(ACCOUNT).dkr.ecr.$(REGION).amazonaws.com; repo=$(IMAGE_PREFIX)$*; \
+	case $$registry in .*) echo "set ACCOUNT=<aws account id> or configure AWS credentials" >&2; exit 1;; esac; \
+	aws ecr get-login-password --region $(REGION) | $(ENGINE_CMD) login --username AWS --password-stdin $$registry; \
+	aws ecr describe-repositories --region $(REGION) --repository-names $$repo >/dev/null 2>&1 \
+		|| aws ecr create-repository --region $(REGION) --repository-name $$repo >/dev/null; \
+	$(ENGINE_CMD) tag $$repo:$(TAG) $$registry/$$repo:$(TAG); \
+	$(ENGINE_CMD) push $$registry/$$repo:$(TAG); \
+	echo "image_uri: $$registry/$$repo:$(TAG)"
+
+run-train-%: image-%
+	$(ENGINE_CMD) run --rm -v $(abspath $(OPT_ML)):/opt/ml $(IMAGE_PREFIX)$*:$(TAG) train
+
+run-serve-%: image-%
+	$(ENGINE_CMD) run --rm -p $(PORT):8080 -v $(abspath $(OPT_ML)):/opt/ml $(IMAGE_PREFIX)$*:$(TAG) serve

@@ -1,0 +1,82 @@
+"""Reads images.yaml, the only list of images, for docker/images.mk and tests/container.
+
+    python docker/images.py names               kmeans pca ...
+    python docker/images.py build-args NAME     --build-arg BASE=... --build-arg ALGORITHM=... ...
+    python docker/images.py get NAME FIELD      one of: algorithm, base, requirements
+
+An entry whose algorithm folder does not exist yet is skipped with a warning, so an image
+can be listed before its code lands without breaking every other target.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+FIELDS = ("algorithm", "base", "requirements")
+SAFE = re.compile(r"[A-Za-z0-9._/:@-]+")
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    algorithm: str    # folder under algorithms/, and the image's ALGORITHM
+    base: str         # FROM image
+    requirements: str  # installed after common/requirements.txt, relative to the repository
+
+    def build_args(self) -> dict[str, str]:
+        return {"BASE": self.base, "ALGORITHM": self.algorithm, "REQUIREMENTS": self.requirements}
+
+
+def load(path: Path = REPO / "images.yaml") -> dict[str, Image]:
+    document = yaml.safe_load(path.read_text()) or {}
+    defaults = document.get("defaults") or {}
+    images: dict[str, Image] = {}
+    for name, entry in (document.get("images") or {}).items():
+        entry = entry or {}
+        unknown = set(entry) - set(FIELDS)
+        if unknown:
+            raise SystemExit(f"images.yaml: {name} has unknown field(s) {sorted(unknown)}; known: {FIELDS}")
+        algorithm = entry.get("algorithm", name)
+        if not (REPO / "algorithms" / algorithm / "__init__.py").is_file():
+            print(f"images.yaml: skipping {name}: algorithms/{algorithm}/ does not exist yet", file=sys.stderr)
+            continue
+        requirements = entry.get("requirements", f"algorithms/{algorithm}/requirements.txt")
+        if not (REPO / requirements).is_file():
+            raise SystemExit(f"images.yaml: {name}: {requirements} is missing (an empty file will do)")
+        base = entry.get("base", defaults.get("base", "python:3.11-slim-bookworm"))
+        for value in (algorithm, base, requirements):
+            if not SAFE.fullmatch(str(value)):  # the Makefile passes them unquoted
+                raise SystemExit(f"images.yaml: {name}: '{value}' may only use letters, digits and ._/:@-")
+        images[name] = Image(name, algorithm, base, requirements)
+    return images
+
+
+def _image(name: str) -> Image:
+    images = load()
+    if name not in images:
+        raise SystemExit(f"no image '{name}' in images.yaml; images: {' '.join(images) or 'none'}")
+    return images[name]
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["names"] and len(argv) == 1:
+        print(" ".join(load()))
+    elif argv[:1] == ["build-args"] and len(argv) == 2:
+        args = _image(argv[1]).build_args()
+        print(" ".join(f"--build-arg {key}={value}" for key, value in args.items()))
+    elif argv[:1] == ["get"] and len(argv) == 3 and argv[2] in FIELDS:
+        print(getattr(_image(argv[1]), argv[2]))
+    else:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
