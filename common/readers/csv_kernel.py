@@ -42,12 +42,13 @@ def _parse_field(buf, i, end, pow10, nan_word, inf_word, infinity_word):
     if i < end and (buf[i] == 45 or buf[i] == 43):
         negative = buf[i] == 45
         i += 1
-    if _match_word(buf, i, end, nan_word):
-        return np.nan, i + 3, True
-    if _match_word(buf, i, end, infinity_word):
-        return (-np.inf if negative else np.inf), i + 8, True
-    if _match_word(buf, i, end, inf_word):
-        return (-np.inf if negative else np.inf), i + 3, True
+    if i < end and not (48 <= buf[i] <= 57 or buf[i] == 46):  # words only where no number starts
+        if _match_word(buf, i, end, nan_word):
+            return np.nan, i + 3, True
+        if _match_word(buf, i, end, infinity_word):
+            return (-np.inf if negative else np.inf), i + 8, True
+        if _match_word(buf, i, end, inf_word):
+            return (-np.inf if negative else np.inf), i + 3, True
     mantissa = np.uint64(0)
     digits = 0
     exponent = 0

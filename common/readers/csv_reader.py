@@ -33,34 +33,31 @@ class CsvReader:
         rows_before = 0
         while True:
             chunk = stream.read(self.chunk_bytes)
-            block = carry + chunk
-            if not chunk:
-                cut = len(block)
-            else:
-                cut = block.rfind(b"\n") + 1
-            whole, carry = block[:cut], block[cut:]
-            if whole:
-                if ncols is None:
-                    ncols = _count_columns(whole)
-                if ncols is None:
-                    lines_before += whole.count(b"\n")
-                else:
-                    matrix, lines = self._parse_block(whole, ncols, lines_before, source)
-                    lines_before += lines
-                    for start in range(0, len(matrix), batch_rows):
-                        part = matrix[start:start + batch_rows]
-                        yield self._split(part, rows_before + 1, source)
-                        rows_before += len(part)
+            block = carry + chunk if carry else chunk
+            cut = len(block) if not chunk else block.rfind(b"\n") + 1
+            whole, carry = memoryview(block)[:cut], block[cut:]
+            if ncols is None and cut:
+                ncols = _count_columns(bytes(whole[:1 << 16])) or _count_columns(bytes(whole))
+            if cut and ncols is None:
+                lines_before += bytes(whole).count(b"\n")
+            elif cut:
+                matrix, lines = self._parse_block(whole, ncols, lines_before, source)
+                lines_before += lines
+                for start in range(0, len(matrix), batch_rows):
+                    part = matrix[start:start + batch_rows]
+                    yield self._split(part, rows_before + 1, source)
+                    rows_before += len(part)
             if not chunk:
                 return
 
-    def _parse_block(self, block: bytes, ncols: int, lines_before: int, source: str) -> tuple[np.ndarray, int]:
+    def _parse_block(self, block: bytes | memoryview, ncols: int, lines_before: int,
+                     source: str) -> tuple[np.ndarray, int]:
         buf = np.frombuffer(block, dtype=np.uint8)
-        capacity = int(np.count_nonzero(buf == 10)) + 1
+        capacity = len(buf) // (2 * ncols) + 1  # a row takes at least "0," per field
         out = np.empty((capacity, ncols), dtype=np.float32)
         status, rows, line, col = csv_kernel.parse(buf, ncols, out)
         if status != csv_kernel.OK:
-            raise UserError(_describe_error(block, status, line, col, ncols, lines_before, source))
+            raise UserError(_describe_error(bytes(block), status, line, col, ncols, lines_before, source))
         return out[:rows], line
 
     def _split(self, matrix: np.ndarray, first_row: int, source: str) -> Batch:
