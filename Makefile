@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install sdk-venv demo test test-slow lint bench bench-common bench-kmeans clean
+.PHONY: install sdk-venv demo test test-slow lint bench bench-common bench-kmeans bench-pca clean
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,7 @@ test-slow: install
 lint: install
 	$(PY) -m ruff check .
 
-bench: bench-common bench-kmeans
+bench: bench-common bench-kmeans bench-pca
 
 bench-common: install sdk-venv
 	$(PY) bench/bench_readers.py
@@ -45,6 +45,9 @@ bench-common: install sdk-venv
 
 bench-kmeans: install
 	$(PY) bench/bench_kmeans.py
+
+bench-pca: install
+	$(PY) bench/bench_pca.py
 
 clean:
 	rm -rf $(VENV) .venv-sdk .pytest_cache

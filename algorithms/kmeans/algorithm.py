@@ -123,7 +123,8 @@ def _fit_minibatch(hp: KMeansHyperparameters, train: DataChannel, job: TrainingJ
         log.info("Resuming from the checkpoint after epoch %d.", start_epoch - 1)
     rows_seen = 0
     for epoch in range(start_epoch, hp.epochs):
-        batches = _dense_batches(train, hp, epoch)
+        # Pipe mode numbers FIFOs from 0 in every run, so a resumed job reads pass 0 first.
+        batches = _dense_batches(train, hp, epoch - start_epoch)
         if epoch == start_epoch and not resumed:
             pool, batches = _initial_pool(batches, wanted)
             centers = _initial_centers(pool, hp, wanted, rng, job)
