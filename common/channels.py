@@ -131,8 +131,9 @@ class DataChannel:
         return reader_for(media, label_size=label_size_of(media, spec.csv_label_size or 0)), infer
 
     def batches(self, batch_rows: int, epoch: int = 0, feature_dim: int | None = None,
-                finite: bool = True) -> Iterator[Batch]:
-        """Batches of exactly `batch_rows` rows (the last may be shorter), checked for width and NaN."""
+                finite: bool = True, exact: bool = True) -> Iterator[Batch]:
+        """Batches checked for width and NaN: of exactly `batch_rows` rows (the last may be shorter),
+        or with `exact=False` of at most `batch_rows`, as read (no copies across file boundaries)."""
         reader, infer_label = self.reader(feature_dim)
         pending: list[Batch] = []
         pending_rows = 0
@@ -146,6 +147,9 @@ class DataChannel:
                     batch.check_width(feature_dim)
                 if finite:
                     batch.check_finite()
+                if not exact:
+                    yield batch
+                    continue
                 pending.append(batch)
                 pending_rows += len(batch)
                 while pending_rows >= batch_rows:

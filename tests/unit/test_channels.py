@@ -62,6 +62,7 @@ def test_batches_have_exactly_batch_rows_across_files(tmp_path: Path) -> None:
         (root / f"{i}.csv").write_text("".join(f"{i},{j}\n" for j in range(5)))
     sizes = [len(b) for b in _channel(tmp_path).batches(4, feature_dim=2)]
     assert sizes == [4, 4, 4, 3]
+    assert [len(b) for b in _channel(tmp_path).batches(4, feature_dim=2, exact=False)] == [4, 1, 4, 1, 4, 1]
 
 
 def test_csv_label_inferred_from_feature_dim(tmp_path: Path) -> None:
