@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
-import scipy.sparse as sp
 
-from common.batch import Batch
+from common.batch import Batch, Features
 from common.errors import UserError
 from common.readers.recordio_kernel import (
     _DIMS,
@@ -164,7 +163,9 @@ def _to_batch(buf: np.ndarray, frames: _Frames, first_row: int, source: str, wid
         raise UserError(_record_message(notes.info, first_row + bad, source))
     width = int(notes.widths[0])
     if notes.sparse.any():
-        features: np.ndarray | sp.csr_matrix = sp.csr_matrix((vals, keys, notes.vptr), shape=(n, width))
+        import scipy.sparse as sp  # only for sparse data: it costs a tenth of a second to import
+
+        features: Features = sp.csr_matrix((vals, keys, notes.vptr), shape=(n, width))
     else:
         features = vals.reshape(n, width)
     labels = labs.reshape(n, int(counts[0])) if notes.labelled.all() else None
@@ -265,6 +266,8 @@ def warm_up() -> None:
     from common.recordio import MAGIC_BYTES, encode_dense, encode_sparse
 
     dense = encode_dense(np.array([[1.0, 2.0]], np.float32), np.array([1.0], np.float32))
+    import scipy.sparse as sp
+
     body = dense + encode_sparse(sp.csr_matrix(np.array([[0.0, 3.0]], np.float64)))
     # Dense payloads of two values start them at offset 16: 4-aligned, so a magic-valued
     # first value is where dmlc's writer would split the record in two parts.
