@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install sdk-venv demo test test-slow lint bench bench-common bench-kmeans bench-pca clean
+.PHONY: install sdk-venv demo test test-slow lint bench bench-common bench-kmeans bench-pca bench-knn clean
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,7 @@ test-slow: install
 lint: install
 	$(PY) -m ruff check .
 
-bench: bench-common bench-kmeans bench-pca
+bench: bench-common bench-kmeans bench-pca bench-knn
 
 bench-common: install sdk-venv
 	$(PY) bench/bench_readers.py
@@ -48,6 +48,9 @@ bench-kmeans: install
 
 bench-pca: install
 	$(PY) bench/bench_pca.py
+
+bench-knn: install
+	$(PY) bench/bench_knn.py
 
 clean:
 	rm -rf $(VENV) .venv-sdk .pytest_cache

@@ -22,13 +22,13 @@ USAGE = """usage: <image> train | serve | describe | inspect [--format json|npz]
 Any other command is executed as given. The algorithm is chosen by the ALGORITHM variable."""
 
 
-def setup_logging() -> None:
+def setup_logging(stream: object = sys.stdout) -> None:
     level = os.environ.get("SM_LOG_LEVEL", "20")
     logging.basicConfig(
         level=int(level) if level.isdigit() else logging.INFO,
         format="[%(asctime)s %(levelname)s %(thread)d] %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
-        stream=sys.stdout,
+        stream=stream,  # type: ignore[arg-type]
     )
 
 
@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command not in ("train", "serve", "describe", "inspect"):
         os.execvp(command, args)
-    setup_logging()
+    # describe and inspect print JSON on stdout: their logs go to stderr.
+    setup_logging(sys.stdout if command in ("train", "serve") else sys.stderr)
     if command != "serve":
         # As PID 1 Python ignores SIGTERM unless it handles it; SageMaker stops a job with SIGTERM.
         signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
