@@ -1,7 +1,8 @@
 """Serving overhead: 1-row CSV -> k-means -> JSON through our server vs a bare Flask+gunicorn app.
 
-Both run under gunicorn (1 worker, gthread), the client is one keep-alive connection
-sending requests back to back; p50/p99 latency and requests/s, median of 3 runs each.
+Both run under gunicorn (1 worker, gthread) at the same time; the client is one keep-alive
+connection sending requests back to back, alternating between the two servers run by run;
+p50/p99 latency and requests/s, medians over the runs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from benchlib import REPO, report
 from algorithms.kmeans.algorithm import KMeans
 
 REQUESTS = 3000
+ROUNDS = 5
 ROW = b"0.5,1.25,-3.0,2.0,0.0,1.0,7.5,-0.25"
 
 
@@ -53,16 +55,11 @@ def _load(port: int) -> tuple[float, float, float]:
     return latencies[len(latencies) // 2] * 1e3, latencies[int(len(latencies) * 0.99)] * 1e3, REQUESTS / elapsed
 
 
-def _measure(command: list[str], env: dict[str, str], port: int) -> tuple[float, float, float]:
+def _start(command: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
     server = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait(port)
-        _load(port)  # warm-up
-        runs = [_load(port) for _ in range(3)]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    return tuple(statistics.median(r[i] for r in runs) for i in range(3))  # type: ignore[return-value]
+    _wait(port)
+    _load(port)  # warm-up
+    return server
 
 
 def main() -> None:
@@ -73,14 +70,24 @@ def main() -> None:
         env = dict(os.environ, PYTHONPATH=str(REPO), ALGORITHM="kmeans", SAGEMAKER_BASE_DIR=str(base),
                    SAGEMAKER_MODEL_SERVER_WORKERS="1")
         port = 18080
-        ours = _measure([sys.executable, "-m", "common.entrypoint", "serve"],
-                        dict(env, SAGEMAKER_BIND_TO_PORT=str(port)), port)
-        body = _our_response(base)
-        bare_env = dict(env, BARE_RESPONSE=body, OMP_NUM_THREADS="2")
-        bare = _measure([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "4",
-                         "-b", f"127.0.0.1:{port + 1}", "--chdir", str(REPO / "bench"), "bare_app:app"],
-                        bare_env, port + 1)
-    report(f"serving 1-row CSV -> JSON, {REQUESTS} sequential keep-alive requests x 3 runs (median)", [
+        servers = [_start([sys.executable, "-m", "common.entrypoint", "serve"],
+                          dict(env, SAGEMAKER_BIND_TO_PORT=str(port)), port)]
+        try:
+            bare_env = dict(env, BARE_RESPONSE=_our_response(base), OMP_NUM_THREADS="2")
+            servers.append(_start([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "4",
+                                   "-b", f"127.0.0.1:{port + 1}", "--chdir", str(REPO / "bench"), "bare_app:app"],
+                                  bare_env, port + 1))
+            runs: dict[int, list[tuple[float, float, float]]] = {port: [], port + 1: []}
+            for _ in range(ROUNDS):  # alternate, so a change in machine load hits both alike
+                for target in runs:
+                    runs[target].append(_load(target))
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=30)
+    ours, bare = ([statistics.median(r[i] for r in runs[p]) for i in range(3)] for p in (port, port + 1))
+    report(f"serving 1-row CSV -> JSON, {REQUESTS} sequential keep-alive requests x {ROUNDS} alternating runs "
+           "(median)", [
         ("ours  p50 / p99 / req/s", f"{ours[0]:.2f} ms / {ours[1]:.2f} ms / {ours[2]:.0f}"),
         ("bare Flask+gunicorn p50 / p99 / req/s", f"{bare[0]:.2f} ms / {bare[1]:.2f} ms / {bare[2]:.0f}"),
         ("throughput ratio ours/bare", f"{ours[2] / bare[2]:.2f}x"),

@@ -75,6 +75,12 @@ class Algorithm(ABC):
     def predict(self, batch: Batch, accept: MediaType) -> Columns:
         """Named columns, one entry per row of `batch` (already checked non-empty)."""
 
+    def encode(self, columns: Columns, accept: MediaType) -> bytes:
+        """The response body for `predict`'s columns: the shared encoders, unless an image answers otherwise."""
+        from common.encoders import encode
+
+        return encode(columns, accept.name, self.envelope)
+
     def warm_up(self) -> None:
         """Compile kernels and touch what the first request would, so it pays nothing extra."""
         return None

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import logging
 import os
 import traceback
@@ -16,9 +18,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from common import content_types as ct
 from common.algorithm import Algorithm
 from common.content_types import MediaType, negotiate_accept
-from common.encoders import encode
 from common.errors import PayloadTooLarge, UnsupportedContentType, UserError
-from common.readers import reader_for
+from common.readers import Reader, reader_for
 
 log = logging.getLogger(__name__)
 TEXT = "text/plain; charset=utf-8"
@@ -33,22 +34,34 @@ def max_payload_bytes() -> int:
 
 def invoke(model: Algorithm, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str]:
     """Request bytes to response bytes; raises UserError (with its HTTP status) for bad requests."""
-    if not content_type:
-        raise UnsupportedContentType(
-            "The request has no Content-Type; use one of: " + ", ".join(model.request_types) + ".")
-    media = MediaType.parse(content_type)
-    if media.name not in model.request_types:
-        raise UnsupportedContentType(
-            f"Content-Type '{content_type}' is not supported; use one of: {', '.join(model.request_types)}.")
+    reader = _request_reader(content_type, model.request_types)
     default = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or model.default_accept
-    response_type = negotiate_accept(accept, model.response_types, default)
+    response_type = _response_type(accept, model.response_types, default)
     if not body.strip():
         raise UserError("The request body is empty; send at least one row.")
-    batch = reader_for(media, labelled=False).parse(body)
+    batch = reader.parse(body)
     if len(batch) == 0:
         raise UserError("The request body holds no rows.")
     columns = model.predict(batch, response_type)
-    return encode(columns, response_type.name, model.envelope), response_type.name
+    return model.encode(columns, response_type), response_type.name
+
+
+@functools.lru_cache(maxsize=64)
+def _request_reader(content_type: str | None, supported: tuple[str, ...]) -> Reader:
+    """Readers are stateless, so one per Content-Type string serves every request that sends it."""
+    if not content_type:
+        raise UnsupportedContentType(
+            "The request has no Content-Type; use one of: " + ", ".join(supported) + ".")
+    media = MediaType.parse(content_type)
+    if media.name not in supported:
+        raise UnsupportedContentType(
+            f"Content-Type '{content_type}' is not supported; use one of: {', '.join(supported)}.")
+    return reader_for(media, labelled=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _response_type(accept: str | None, supported: tuple[str, ...], default: str) -> MediaType:
+    return negotiate_accept(accept, supported, default)
 
 
 def create_app(algorithm: type[Algorithm], model_dir: Path) -> Flask:
@@ -67,6 +80,9 @@ def create_app(algorithm: type[Algorithm], model_dir: Path) -> Flask:
         load_error = "The model could not be loaded; see the log."
     if load_error:
         log.error("Model not loaded: %s", load_error)
+    # Everything loaded so far lives as long as the worker: keep the garbage collector off it,
+    # so collections during requests stay short.
+    gc.freeze()
 
     @app.get("/ping")
     def ping() -> Response:
@@ -104,8 +120,10 @@ def create_app(algorithm: type[Algorithm], model_dir: Path) -> Flask:
 
 def _read_body(limit: int) -> bytes:
     """The whole body, chunked or not, refusing more than `limit` bytes without buffering them."""
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit)
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise _too_large(limit)
+        return request.get_data(cache=False)
     chunks, total = [], 0
     while True:
         chunk = request.stream.read(min(1 << 20, limit + 1 - total))
