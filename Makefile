@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install sdk-venv demo test test-slow lint bench bench-common bench-kmeans bench-pca bench-knn clean
+.PHONY: install sdk-venv demo test test-slow lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf clean
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,7 @@ test-slow: install
 lint: install
 	$(PY) -m ruff check .
 
-bench: bench-common bench-kmeans bench-pca bench-knn
+bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf
 
 bench-common: install sdk-venv
 	$(PY) bench/bench_readers.py
@@ -51,6 +51,11 @@ bench-pca: install
 
 bench-knn: install
 	$(PY) bench/bench_knn.py
+
+# Anchors for the RCF bench only (not in any image): AWS's RCF core, rrcf, river's labelled series.
+bench-rcf: install
+	$(PY) -m pip install --quiet "krcf==0.4.0" "rrcf==0.4.4" "river==0.26.1"
+	$(PY) bench/bench_rcf.py
 
 clean:
 	rm -rf $(VENV) .venv-sdk .pytest_cache

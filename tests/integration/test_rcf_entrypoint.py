@@ -1,0 +1,237 @@
+"""RCF through `python -m common.entrypoint` exactly as the image runs it: train, serve (gunicorn), 2 hosts."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import scipy.sparse as sp
+
+from algorithms.rcf.algorithm import RandomCutForest
+from common.local import entrypoint_env, feed_pipes, write_job
+from common.metrics import template_regex
+from common.recordio import encode_dense, encode_sparse
+from tests.integration.helpers import free_port, serving, train
+from tests.responses import decode_label_records
+
+RNG = np.random.default_rng(11)
+X = RNG.standard_normal((3000, 3)).astype(np.float32)
+TEST_X = np.vstack([RNG.standard_normal((490, 3)), RNG.uniform(6, 9, (10, 3)) * RNG.choice([-1, 1], (10, 3))])
+TEST_Y = np.r_[np.zeros(490), np.ones(10)]
+HP = {"feature_dim": "3", "num_trees": "50", "num_samples_per_tree": "64", "mini_batch_size": "1000",
+      "eval_metrics": '["accuracy", "precision_recall_fscore"]'}
+QUALITY = re.compile(r"#quality_metric: host=algo-1, test (\S+) <score>=(\S+)")
+
+
+def _job(base: Path, hyperparameters: dict[str, str], channels: dict, input_mode: str = "File",
+         distributions: dict[str, str] | None = None, **hosts: object) -> None:
+    """write_job gives every channel one distribution: set train ShardedByS3Key, test FullyReplicated."""
+    write_job(base, hyperparameters, channels, input_mode, **hosts)  # type: ignore[arg-type]
+    config_path = base / "input" / "config" / "inputdataconfig.json"
+    config = json.loads(config_path.read_text())
+    wanted = {"train": "ShardedByS3Key", "test": "FullyReplicated", **(distributions or {})}
+    for name in config:
+        config[name]["S3DistributionType"] = wanted[name]
+    config_path.write_text(json.dumps(config))
+
+
+def _csv(path: Path, rows: np.ndarray) -> Path:
+    np.savetxt(path, rows, delimiter=",")
+    return path
+
+
+def test_csv_file_mode_with_labelled_test_channel(tmp_path: Path) -> None:
+    data = _csv(tmp_path / "train.csv", X)
+    labelled = _csv(tmp_path / "test.csv", np.column_stack([TEST_Y, TEST_X]))  # label first
+    base = tmp_path / "ml"
+    _job(base, HP, {"train": ([data], "text/csv;label_size=0"), "test": ([labelled], "text/csv;label_size=1")})
+    result = train("rcf", base)
+    assert result.returncode == 0, result.stdout + result.stderr
+    model = RandomCutForest.load(base / "model")
+    assert model.forest.num_trees == 50 and model.forest.tree_mass == 60  # 3000 // 50 rows per tree
+    quality = QUALITY.findall(result.stdout)
+    assert [name for name, _ in quality] == ["accuracy", "precision", "recall", "precision_negative",
+                                             "recall_negative", "f1_negative", "f1"]
+    assert result.stdout.rstrip().splitlines()[-2].endswith(f"test f1 <score>={quality[-1][1]}")
+    assert float(quality[-1][1]) > 0.8
+    assert "#test_score (algo-1) : ('f1', " in result.stdout
+    described = json.loads(subprocess.run([sys.executable, "-m", "common.entrypoint", "describe"], text=True,
+                                          capture_output=True, env=entrypoint_env("rcf", base)).stdout)
+    f1 = next(d for d in described["metric_definitions"] if d["Name"] == "test:f1")
+    assert f1 == {"Name": "test:f1", "Regex": "#quality_metric: host=\\S+, test f1 <score>=(\\S+)", "Type": "Maximize"}
+    assert re.search(f1["Regex"], result.stdout).group(1) == quality[-1][1]
+    assert template_regex("{value}") == "(\\S+)"
+
+
+def test_recordio_pipe_mode_with_recordio_test_labels(tmp_path: Path) -> None:
+    data, labelled = tmp_path / "train.rec", tmp_path / "test.rec"
+    data.write_bytes(encode_dense(X.astype(np.float64)))  # what the SDK writes for a float64 array
+    labelled.write_bytes(encode_dense(TEST_X.astype(np.float32), TEST_Y.astype(np.float32)))
+    base = tmp_path / "ml"
+    channels = {"train": ([data], None), "test": ([labelled], None)}  # no ContentType: recordIO-protobuf
+    _job(base, {**HP, "eval_metrics": "accuracy"}, channels, input_mode="Pipe")
+    feed_pipes(base, channels, epochs=1)
+    result = train("rcf", base)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [name for name, _ in QUALITY.findall(result.stdout)] == ["accuracy", "f1"]
+    assert "completed 100.0 % of epochs" in result.stdout
+
+
+def _two_hosts(tmp_path: Path, distribution: str) -> tuple[list[subprocess.Popen], list[str]]:
+    files = [_csv(tmp_path / f"part-{i}.csv", part) for i, part in enumerate(np.array_split(X, 4))]
+    hosts = ["algo-1", "algo-2"]
+    env = {"ALGO_HOST_ADDRESSES": json.dumps({h: "127.0.0.1" for h in hosts}),
+           "ALGO_COLLECTIVE_PORT": str(free_port()), "ALGO_COLLECTIVE_TIMEOUT": "60"}
+    labelled = _csv(tmp_path / "test.csv", np.column_stack([TEST_Y, TEST_X]))
+    processes = []
+    for rank, host in enumerate(hosts):
+        base = tmp_path / host
+        _job(base, HP, {"train": (files[rank::2], "text/csv"), "test": ([labelled], "text/csv;label_size=1")},
+             distributions={"train": distribution}, host=host, hosts=hosts)
+        processes.append(subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"],
+                                          env=entrypoint_env("rcf", base, env),
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return processes, [p.communicate(timeout=180)[0] for p in processes]
+
+
+def test_two_hosts_build_their_share_and_the_leader_gathers_one_forest(tmp_path: Path) -> None:
+    processes, outputs = _two_hosts(tmp_path, "ShardedByS3Key")
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert all("Built 25 trees on this host." in out for out in outputs)
+    assert "3000 samples gathered from 3000 rows on 2 host(s)." in outputs[0]
+    assert not (tmp_path / "algo-2" / "model").exists()
+    assert "test f1 <score>=" in outputs[0] and "test f1" not in outputs[1]
+    forest = RandomCutForest.load(tmp_path / "algo-1" / "model").forest
+    assert forest.num_trees == 50 and forest.tree_mass == 60
+    points = forest.trees.points
+    # Rows from both hosts' shards (files 0, 2 on algo-1 and 1, 3 on algo-2) are in the forest: all of them here.
+    assert len(np.unique(points, axis=0)) == 3000
+    scores = forest.score(TEST_X.astype(np.float32))
+    assert scores[490:].min() > np.percentile(scores[:490], 99)
+
+
+def test_two_hosts_refuse_a_replicated_train_channel(tmp_path: Path) -> None:
+    processes, outputs = _two_hosts(tmp_path, "FullyReplicated")
+    assert [p.returncode for p in processes] == [1, 1], outputs
+    for host in ("algo-1", "algo-2"):
+        assert (tmp_path / host / "output" / "failure").read_text() == (
+            "ClientError: The train channel must be ShardedByS3Key when training on 2 hosts; it is FullyReplicated.")
+
+
+@pytest.mark.parametrize(("hyperparameters", "rows", "distributions", "failure"), [
+    ({"num_trees": "10"}, X, None, "Hyperparameter 'num_trees' has invalid value '10': must be an integer in the "
+                                   "range [50, 1000]."),
+    ({"feature_dim": "4"}, X, None, "Row 1 of train/train.csv has 3 features but feature_dim is 4."),
+    ({}, np.where(np.arange(9).reshape(3, 3) == 4, np.nan, 1.0), None,
+     "Row 2 of train/train.csv contains NaN or infinite values."),
+    ({}, X[:40], None, "The train channel holds 40 rows, fewer than num_trees=50; every tree needs at least one row."),
+    ({}, X, {"test": "ShardedByS3Key"}, "Channel 'test' has S3DistributionType 'ShardedByS3Key'; supported: "
+                                        "FullyReplicated."),
+    ({"eval_metrics": "f1"}, X, None, "Hyperparameter 'eval_metrics' has invalid value 'f1': must be a JSON list "
+                                      "of one of 'accuracy', 'precision_recall_fscore' (a comma-separated list is "
+                                      "accepted too)."),
+])
+def test_bad_input_writes_the_failure_file(tmp_path: Path, hyperparameters: dict[str, str], rows: np.ndarray,
+                                           distributions: dict[str, str] | None, failure: str) -> None:
+    data = _csv(tmp_path / "train.csv", rows)
+    labelled = _csv(tmp_path / "test.csv", np.column_stack([TEST_Y, TEST_X]))
+    base = tmp_path / "ml"
+    _job(base, {**HP, **hyperparameters}, {"train": ([data], "text/csv"), "test": ([labelled], "text/csv")},
+         distributions=distributions)
+    result = train("rcf", base)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (base / "output" / "failure").read_text() == f"ClientError: {failure}"
+
+
+def test_constant_features_and_unlabelled_test_data(tmp_path: Path) -> None:
+    rows = np.column_stack([X[:, :2], np.full(len(X), 7.0)])
+    data = _csv(tmp_path / "train.csv", rows)
+    unlabelled = _csv(tmp_path / "test.csv", TEST_X)
+    base = tmp_path / "ml"
+    _job(base, HP, {"train": ([data], "text/csv"), "test": ([unlabelled], "text/csv;label_size=0")})
+    result = train("rcf", base)
+    assert result.returncode == 1
+    assert "Feature(s) [2] are constant in the sample" in result.stdout
+    assert (base / "output" / "failure").read_text() == (
+        "ClientError: The test channel needs one label per row (1 = anomaly, 0 = normal); "
+        "row 1 of test/test.csv has none.")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("rcf")
+    data = tmp / "train.rec"
+    data.write_bytes(encode_dense(X))
+    base = tmp / "ml"
+    _job(base, HP, {"train": ([data], None)})
+    assert train("rcf", base).returncode == 0
+    return base
+
+
+def test_served_model_answers_every_format_with_gunicorn(trained: Path) -> None:
+    forest = RandomCutForest.load(trained / "model").forest
+    rows = np.array([[0.1, -0.2, 0.3], [8.0, 0.0, 0.0], [0.0, 0.0, -6.5]], np.float32)
+    expected = np.round(forest.score(rows), 10)
+    high, low = forest.attribution(rows)
+    values = [[float(v) for v in r] for r in rows]
+    sparse_row = {"keys": [0, 2], "shape": [3], "values": [values[2][0], values[2][2]]}
+    json_body = json.dumps({"instances": [{"features": values[0]}, {"data": {"features": {"values": values[1]}}},
+                                          {"data": {"features": sparse_row}}]})
+    bodies = {"text/csv": "\n".join(",".join(repr(v) for v in r) for r in values),
+              "application/json": json_body,
+              "application/jsonlines": "\n".join(json.dumps({"features": r}) for r in values) + "\n",
+              "application/x-recordio-protobuf": encode_dense(rows.astype(np.float64)),
+              "application/x-recordio-protobuf; sparse": encode_sparse(sp.csr_matrix(rows))}
+
+    def scores(response: requests.Response, accept: str) -> list[float]:
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith(accept)
+        if accept == "application/json":
+            return [s["score"] for s in response.json()["scores"]]
+        if accept == "application/jsonlines":
+            return [json.loads(line)["score"] for line in response.text.splitlines()]
+        return [r["score"][0] for r in decode_label_records(response.content)]
+
+    with serving("rcf", trained) as (url, _):
+        for content_type, body in bodies.items():
+            for accept in ("application/json", "application/jsonlines", "application/x-recordio-protobuf"):
+                response = requests.post(url + "/invocations", data=body,
+                                         headers={"Content-Type": content_type.split(";")[0], "Accept": accept})
+                np.testing.assert_allclose(scores(response, accept), expected, rtol=1e-6)
+        default = requests.post(url + "/invocations", data=bodies["text/csv"], headers={"Content-Type": "text/csv"})
+        assert default.json() == {"scores": [{"score": float(s)} for s in expected]}
+        verbose = requests.post(url + "/invocations", data=bodies["text/csv"],
+                                headers={"Content-Type": "text/csv", "Accept": "application/json;verbose=true"})
+        records = verbose.json()["scores"]
+        assert list(records[1]) == ["score", "attribution", "attribution_high", "attribution_low"]
+        np.testing.assert_allclose([r["attribution_high"] for r in records], high, atol=1e-9)
+        np.testing.assert_allclose([r["attribution_low"] for r in records], low, atol=1e-9)
+        assert records[1]["attribution_high"][0] > 0.9 * records[1]["score"]
+        proto = requests.post(url + "/invocations", data=bodies["text/csv"],
+                              headers={"Content-Type": "text/csv", "Accept": "application/x-recordio-protobuf;verbose"})
+        assert len(decode_label_records(proto.content)[2]["attribution_low"]) == 3
+
+        def error(body: str, content_type: str = "text/csv", accept: str = "*/*") -> tuple[int, str]:
+            response = requests.post(url + "/invocations", data=body,
+                                     headers={"Content-Type": content_type, "Accept": accept})
+            return response.status_code, response.text.strip()
+
+        assert error("1,2,3\n", accept="text/csv") == (406, "Accept 'text/csv' is not supported; use one of: "
+                                                            "application/json, application/jsonlines, "
+                                                            "application/x-recordio-protobuf.")
+        assert error("1,2,3\n", "text/plain")[0] == 415
+        assert error("1,2\n") == (400, "Row 1 of request has 2 features but the model's feature_dim is 3.")
+        assert error("1,2,3\n1,nan,3\n") == (400, "Row 2 of request contains NaN or infinite values.")
+
+
+def test_inspect_exports_the_trees(trained: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "common.entrypoint", "inspect"], capture_output=True, text=True,
+                            env=entrypoint_env("rcf", trained), timeout=60)
+    exported = json.loads(result.stdout)
+    assert len(exported["roots"]) == 50 and len(exported["points"][0]) == 3
