@@ -25,14 +25,18 @@ REPO = Path(__file__).resolve().parent.parent
 
 def write_job(base: Path, hyperparameters: dict[str, str], channels: dict[str, tuple[list[Path], str | None]],
               input_mode: str = "File", host: str = "algo-1", hosts: list[str] | None = None,
-              distribution: str = "FullyReplicated") -> None:
-    """Lay out input/config and input/data for one host (File mode copies the files)."""
+              distribution: str | dict[str, str] = "FullyReplicated") -> None:
+    """Lay out input/config and input/data for one host (File mode copies the files).
+
+    `distribution` is one S3DistributionType for every channel or a {channel: type} map
+    (channels it does not name are FullyReplicated)."""
     config = base / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
     data_config = {}
     for name, (files, content_type) in channels.items():
-        entry = {"TrainingInputMode": input_mode, "S3DistributionType": distribution, "RecordWrapperType": "None"}
+        shard = distribution if isinstance(distribution, str) else distribution.get(name, "FullyReplicated")
+        entry = {"TrainingInputMode": input_mode, "S3DistributionType": shard, "RecordWrapperType": "None"}
         if content_type:
             entry["ContentType"] = content_type
         data_config[name] = entry
