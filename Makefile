@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install sdk-venv demo test test-slow lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf clean
+.PHONY: install sdk-venv demo test test-slow lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm clean
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,7 @@ test-slow: install
 lint: install
 	$(PY) -m ruff check .
 
-bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf
+bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm
 
 bench-common: install sdk-venv
 	$(PY) bench/bench_readers.py
@@ -56,6 +56,12 @@ bench-knn: install
 bench-rcf: install
 	$(PY) -m pip install --quiet "krcf==0.4.0" "rrcf==0.4.4" "river==0.26.1"
 	$(PY) bench/bench_rcf.py
+
+# Anchors for the FM bench only: myFM (Bayesian FM) and MovieLens-100k as recbole ships it.
+bench-fm: install
+	$(PY) -m pip install --quiet myfm
+	$(PY) -m pip install --quiet --no-deps "recbole==1.2.1"
+	$(PY) bench/bench_fm.py
 
 clean:
 	rm -rf $(VENV) .venv-sdk .pytest_cache
