@@ -19,7 +19,9 @@ Columns = dict[str, np.ndarray]
 
 def _python_values(column: np.ndarray) -> list:
     """Floats (or lists of floats) per row; non-finite numbers become null."""
-    values = np.asarray(column, dtype=np.float64 if column.dtype != np.float32 else np.float32).tolist()
+    if column.dtype.kind != "f":
+        column = column.astype(np.float64)  # ids and labels are emitted as floats (1.0), as AWS's are
+    values = column.tolist()
     if not np.isfinite(column).all():
         values = _nulls(values)
     return values
