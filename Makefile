@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install sdk-venv demo test test-slow lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm clean
+.PHONY: install sdk-venv demo test test-slow lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular clean
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,7 @@ test-slow: install
 lint: install
 	$(PY) -m ruff check .
 
-bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm
+bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular
 
 bench-common: install sdk-venv
 	$(PY) bench/bench_readers.py
@@ -62,6 +62,9 @@ bench-fm: install
 	$(PY) -m pip install --quiet myfm
 	$(PY) -m pip install --quiet --no-deps "recbole==1.2.1"
 	$(PY) bench/bench_fm.py
+
+bench-tabular: install
+	$(PY) bench/bench_tabular.py
 
 clean:
 	rm -rf $(VENV) .venv-sdk .pytest_cache

@@ -41,7 +41,7 @@ def serving(algorithm: str, base: Path, workers: int = 1, extra_env: dict[str, s
             try:
                 if requests.get(url + "/ping", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError("server never became ready")

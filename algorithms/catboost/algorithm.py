@@ -1,0 +1,247 @@
+"""The CatBoost image (spec catboost.md): one host, CatBoost's native model file, JumpStart's responses.
+
+Training fits `CatBoostClassifier` (Logloss, or MultiClass for more than two classes) or
+`CatBoostRegressor` (RMSE) on the training pool with the validation pool as `eval_set`, early stopping
+and the best model kept; CatBoost prints its own log, ending with `bestTest = <value>`, which every
+published metric regex (`bestTest = ([0-9\\.]+)`) reads.
+
+Categorical columns (categorical_index.json) may hold integers or strings in training; CatBoost keys a
+category by its text, and integral numbers are normalised to their integer text (`3.0` -> `3`), so a
+request's `3` finds training's `3` or `3.0`. Requests go through the shared numeric CSV reader, so
+string categories cannot be sent to /invocations (a 400 naming the cell); see the closing report.
+
+Artifacts (no pickle): `model` (CatBoost's native binary format, what the guide tells users to load)
+and `__models_info__.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from algorithms.catboost.hyperparameters import CatBoostHyperparameters
+from common import content_types as ct
+from common.algorithm import Algorithm, TrainingJob
+from common.batch import Batch
+from common.channels import FILE, ChannelSpec
+from common.content_types import MediaType
+from common.encoders import Columns
+from common.errors import UserError
+from common.metrics import MetricDefinition
+from common.tabular import (
+    CLASSIFICATION,
+    Table,
+    categorical_columns,
+    count_columns,
+    holdout,
+    locate,
+    problem_of,
+    read_tables,
+    response_body,
+)
+
+log = logging.getLogger(__name__)
+MODEL_FILE, INFO_FILE = "model", "__models_info__.json"
+METRIC_NAMES = ("RMSE", "MAE", "MedianAbsoluteError", "R2", "Logloss", "Precision", "Recall", "F1", "AUC",
+                "MultiClass", "Accuracy", "BalancedAccuracy")
+MAXIMIZE = {"R2", "Precision", "Recall", "F1", "AUC", "Accuracy", "BalancedAccuracy"}
+MODEL_CONTENT_TYPES = (ct.CSV, "application/x-tar", "application/gzip", "application/octet-stream")
+
+
+class CatBoostMetric(MetricDefinition):
+    """CatBoost's final `bestTest = <value>`: one regex for every metric, the name only labels it."""
+
+    def template(self, epoch: bool = False) -> str:
+        return "bestTest = {value}"
+
+    def line(self, host: str, value: float, epoch: int | None = None) -> str:
+        return f"bestTest = {value!r}"
+
+    @property
+    def regex(self) -> str:
+        return "bestTest = ([0-9\\.]+)"
+
+
+class _Flushing:
+    """CatBoost's log stream: stdout, flushed per write, so metric lines are never held back."""
+
+    def write(self, text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+class CatBoost(Algorithm):
+    name = "catboost"
+    Hyperparameters = CatBoostHyperparameters
+    channels = (
+        ChannelSpec("training", content_types=(ct.CSV,), input_modes=(FILE,)),
+        ChannelSpec("train", content_types=(ct.CSV,), input_modes=(FILE,)),
+        ChannelSpec("validation", content_types=(ct.CSV,), input_modes=(FILE,)),
+        ChannelSpec("model", content_types=MODEL_CONTENT_TYPES, input_modes=(FILE,)),
+    )
+    metrics = tuple(CatBoostMetric(n, maximize=n in MAXIMIZE, tunable=True) for n in METRIC_NAMES)
+    default_content_type = ct.CSV
+    request_types = (ct.CSV,)
+    response_types = (ct.JSON, ct.JSONLINES)
+    default_accept = ct.JSON
+
+    def __init__(self, model: Any, info: dict[str, Any]) -> None:
+        self.model = model
+        self.info = info
+        self.problem_type = info["problem_type"]
+        self.categorical = tuple(int(i) for i in model.get_cat_feature_indices())
+        self.num_features = len(model.feature_names_)
+        self.threads = int(os.environ.get("OMP_NUM_THREADS", "") or -1)
+
+    # ---- training -------------------------------------------------------------------------
+    @classmethod
+    def train(cls, job: TrainingJob) -> CatBoost | None:
+        import catboost
+
+        if job.cluster.world_size > 1:
+            raise UserError(f"CatBoost trains on one instance only (CPU), but this job has {job.cluster.world_size} "
+                            f"hosts ({', '.join(job.cluster.hosts)}); set instance_count=1.")
+        hp: CatBoostHyperparameters = job.hyperparameters
+        train, validation = _load(job)
+        problem, num_classes = problem_of(np.concatenate([train.labels, validation.labels]), hp.problem_type)
+        params = _params(hp, problem, num_classes)
+        log.info("Training a %s model (%d classes) on %d rows, validating on %d rows, %d features.",
+                 problem, num_classes, len(train), len(validation), train.features.shape[1])
+        estimator = catboost.CatBoostClassifier if problem == CLASSIFICATION else catboost.CatBoostRegressor
+        try:
+            model = estimator(**params)
+            model.fit(_pool(train), eval_set=_pool(validation), use_best_model=True, log_cout=_Flushing(),
+                      log_cerr=_Flushing())
+        except catboost.CatBoostError as exc:
+            raise UserError(f"CatBoost rejected the job: {str(exc).strip()}") from None
+        info = {"is_trained_on_input_data": True, "problem_type": problem, "num_classes": num_classes,
+                "categorical_features": list(train.categorical), "best_iteration": model.get_best_iteration(),
+                "catboost_version": catboost.__version__}
+        return cls(model, info)
+
+    # ---- artifact ---------------------------------------------------------------------------
+    def save(self, model_dir: Path) -> None:
+        self.model.save_model(str(model_dir / MODEL_FILE))
+        (model_dir / INFO_FILE).write_text(json.dumps(self.info, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, model_dir: Path) -> CatBoost:
+        import catboost
+
+        path = model_dir / MODEL_FILE
+        if not path.is_file():
+            raise UserError(f"The CatBoost model file '{MODEL_FILE}' is missing from the model directory {model_dir}.")
+        model = catboost.CatBoost()
+        model.load_model(str(path))
+        info = json.loads((model_dir / INFO_FILE).read_text()) if (model_dir / INFO_FILE).is_file() else {}
+        if "problem_type" not in info:
+            loss = str(model.get_all_params().get("loss_function", "RMSE"))
+            info["problem_type"] = CLASSIFICATION if loss in ("Logloss", "CrossEntropy", "MultiClass") else "regression"
+        return cls(model, info)
+
+    def export(self) -> dict[str, np.ndarray]:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:
+            dump = Path(scratch) / "model.json"
+            self.model.save_model(str(dump), format="json")
+            text = dump.read_text()
+        return {
+            "feature_names": np.asarray(self.model.feature_names_),
+            "feature_importance": np.asarray(self.model.get_feature_importance(), np.float64),
+            "model_dump": np.asarray(text),
+        }
+
+    # ---- inference --------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        self.predict(Batch(np.zeros((1, self.num_features), np.float32)), MediaType(ct.JSON, {"verbose": "true"}))
+
+    def predict(self, batch: Batch, accept: MediaType) -> Columns:
+        batch.check_width(self.num_features, "the model's feature count")
+        rows = _with_categories(batch, self.categorical)
+        if self.problem_type != CLASSIFICATION:
+            prediction = self.model.predict(rows, prediction_type="RawFormulaVal", thread_count=self.threads)
+            return {"prediction": np.asarray(prediction, np.float64).reshape(len(batch))}
+        probabilities = np.asarray(self.model.predict(rows, prediction_type="Probability",
+                                                      thread_count=self.threads), np.float64)
+        columns: Columns = {"probabilities": probabilities}
+        if accept.flag("verbose"):
+            columns["predicted_label"] = np.argmax(probabilities, axis=1)
+        return columns
+
+    def encode(self, columns: Columns, accept: MediaType) -> bytes:
+        return response_body(columns, jsonlines=accept.name == ct.JSONLINES)
+
+
+def _with_categories(batch: Batch, categorical: tuple[int, ...]) -> np.ndarray:
+    """Float rows, with categorical columns as Python ints (CatBoost keys categories by their text)."""
+    dense = batch.dense()
+    if not categorical:
+        return dense
+    rows = dense.astype(object)
+    for index in categorical:
+        values = dense[:, index]
+        bad = ~np.isfinite(values) | (values != np.floor(values))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise UserError(f"{batch.where(row).capitalize()}, column {index + 1} is categorical and must hold an "
+                            f"integer; got {'an empty cell' if np.isnan(values[row]) else repr(float(values[row]))}.")
+        rows[:, index] = values.astype(np.int64).tolist()
+    return rows
+
+
+def _pool(table: Table) -> Any:
+    import catboost
+
+    if not table.categorical:
+        return catboost.Pool(table.features, table.labels)
+    import pandas as pd
+
+    frame = pd.DataFrame({i: table.categories.get(i, table.features[:, i]) for i in range(table.features.shape[1])})
+    return catboost.Pool(frame, table.labels, cat_features=list(table.categorical))
+
+
+def _load(job: TrainingJob) -> tuple[Table, Table]:
+    layout = locate(job.paths.data, set(job.channels))
+    n_columns = count_columns(layout.train_files[0])
+    categorical = categorical_columns(layout.categorical_json, n_columns)
+    train = read_tables(layout.train_files, n_columns, categorical, strings_ok=True)
+    if layout.validation_files:
+        return train, read_tables(layout.validation_files, n_columns, categorical, strings_ok=True)
+    rows, held_out = holdout(len(train))
+    log.info("No validation data: %d of the training rows are held out (20 %%, seed 200).", len(held_out))
+    return train.take(rows), train.take(held_out)
+
+
+def _params(hp: CatBoostHyperparameters, problem: str, num_classes: int) -> dict[str, Any]:
+    if problem == CLASSIFICATION:
+        loss, auto = ("Logloss", "AUC") if num_classes == 2 else ("MultiClass", "MultiClass")
+    else:
+        loss, auto = "RMSE", "RMSE"
+    params: dict[str, Any] = {
+        "loss_function": loss, "eval_metric": auto if hp.eval_metric == "auto" else hp.eval_metric,
+        "iterations": hp.iterations, "learning_rate": hp.learning_rate, "depth": hp.depth,
+        "l2_leaf_reg": hp.l2_leaf_reg, "random_strength": hp.random_strength, "rsm": hp.rsm,
+        "sampling_frequency": hp.sampling_frequency, "bagging_temperature": hp.bagging_temperature,
+        "grow_policy": hp.grow_policy, "random_seed": hp.random_seed, "thread_count": hp.thread_count,
+        "verbose": hp.verbose, "allow_writing_files": False,
+    }
+    if hp.early_stopping_rounds > 0:
+        params["early_stopping_rounds"] = hp.early_stopping_rounds
+    if hp.grow_policy == "Lossguide":
+        params["max_leaves"] = hp.max_leaves
+    if hp.grow_policy in ("Lossguide", "Depthwise"):
+        params["min_data_in_leaf"] = hp.min_data_in_leaf
+    if hp.boosting_type != "Auto":
+        params["boosting_type"] = hp.boosting_type
+    if hp.max_bin != "Auto":
+        params["border_count"] = hp.max_bin
+    if problem == CLASSIFICATION and num_classes == 2:
+        params["scale_pos_weight"] = hp.scale_pos_weight
+    return params
