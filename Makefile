@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install sdk-venv demo test test-slow lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular clean
+.PHONY: install sdk-venv demo test test-slow lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost clean
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,7 @@ test-slow: install
 lint: install
 	$(PY) -m ruff check .
 
-bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular
+bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost
 
 bench-common: install sdk-venv
 	$(PY) bench/bench_readers.py
@@ -65,6 +65,9 @@ bench-fm: install
 
 bench-tabular: install
 	$(PY) bench/bench_tabular.py
+
+bench-xgboost: install
+	$(PY) bench/bench_xgboost.py
 
 clean:
 	rm -rf $(VENV) .venv-sdk .pytest_cache

@@ -4,7 +4,8 @@
 host needs no network. Several use XGBoost's collective: the leader hosts[0] runs the tracker in
 a child process, and each host joins with task id = its index in `hosts`, so rank == index even
 when several local "hosts" share 127.0.0.1. The communicator lives on a private thread (see
-_XGBoostThread), so xgboost.train() in the caller's thread does not see it.
+_XGBoostThread), so xgboost.train() in the caller's thread does not see it: `collective.run(fn)` runs
+fn there.
 
 Environment, read when `connect` is called:
   ALGO_COLLECTIVE_PORT     the tracker's port on the leader (default 9099)
@@ -25,6 +26,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -119,6 +121,15 @@ class Collective:
 
     def barrier(self) -> None:
         self._allreduce(np.zeros(1, np.int32), "SUM", "barrier")
+
+    def run(self, function: Callable[[], T]) -> T:
+        """`function()` where XGBoost sees this collective (xgboost.train, DMatrix): here on one host,
+        on the communicator's thread on several. Its exceptions come back as they are; a long call
+        must call `alive()` at least every ALGO_COLLECTIVE_TIMEOUT s (a training callback does)."""
+        return function()
+
+    def alive(self) -> None:
+        """Called from inside `run`: progress was made, so the watchdog's clock starts again."""
 
     def _allreduce(self, array: np.ndarray, op: str, what: str) -> np.ndarray:
         return array.copy()

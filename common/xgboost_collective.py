@@ -2,7 +2,8 @@
 
 The leader runs `xgboost.tracker.RabitTracker` in a child process; every host joins with task id =
 its index in `hosts`. Every XGBoost call runs on one private thread (its communicator is
-thread-local) and the caller waits at most ALGO_COLLECTIVE_TIMEOUT + GRACE_S for it.
+thread-local) and the caller waits at most ALGO_COLLECTIVE_TIMEOUT + GRACE_S for it, counted for
+`Collective.run` from the last `alive()` (a training call may take hours, a round must not).
 """
 
 from __future__ import annotations
@@ -69,6 +70,23 @@ class _XGBoostCollective(Collective):
             return array.copy()
         return self._call(what, coll.allreduce, array, coll.Op[op]).reshape(array.shape)
 
+    def run(self, function: Callable[[], T]) -> T:
+        if self.failure is not None:
+            raise ClusterError(f"run after an earlier failure: {self.failure}")
+        try:
+            return self.thread.call(self.timeout_s + GRACE_S, function)
+        except TimeoutError:
+            self.failure = (f"{self.cluster.current_host} made no progress for {self.timeout_s + GRACE_S:g} s "
+                            f"(rank {self.rank} of {self.world_size}): another host died or hung, or one step "
+                            f"takes longer than {TIMEOUT_VAR}={self.timeout_s:g} s.")
+            raise ClusterError(self.failure) from None
+        except BaseException as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"  # the communicator's state is unknown now
+            raise
+
+    def alive(self) -> None:
+        self.thread.touch()
+
     def _call(self, what: str, function: Callable[..., T], *args: Any) -> T:
         from xgboost.core import XGBoostError
 
@@ -98,6 +116,7 @@ class _XGBoostThread:
     def __init__(self) -> None:
         self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self.stuck = False
+        self._beat = time.monotonic()  # the deadline counts from the call's start or its last touch()
         threading.Thread(target=self._serve, name="xgboost-collective", daemon=True).start()
 
     def _serve(self) -> None:
@@ -116,14 +135,20 @@ class _XGBoostThread:
                 outcome.append((False, exc))
             done.set()
 
+        self._beat = time.monotonic()
         self._calls.put(run)
-        if not done.wait(deadline_s):
-            self.stuck = True
-            raise TimeoutError(f"no answer within {deadline_s:g} s")
+        while not done.wait(max(0.0, self._beat + deadline_s - time.monotonic())):
+            if time.monotonic() - self._beat >= deadline_s:
+                self.stuck = True
+                raise TimeoutError(f"no answer within {deadline_s:g} s")
         ok, value = outcome[0]
         if not ok:
             raise value
         return value
+
+    def touch(self) -> None:
+        """From the running call (e.g. once per boosting round): it is alive, restart the deadline."""
+        self._beat = time.monotonic()
 
     def close(self) -> None:
         self._calls.put(None)

@@ -1,8 +1,13 @@
-"""text/libsvm: `<label>[:<weight>] <index>:<value> ...`, indices used verbatim (spec contract §7.4)."""
+"""text/libsvm: `<label>[:<weight>] [qid:<q>] <index>:<value> ...`, indices used verbatim (contract §7.4).
+
+Parsed by a numba kernel (libsvm_kernel.py) in blocks of whole lines. Batches are `LibsvmBatch`es:
+a `Batch` plus the instance weights and query ids when the data has them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
@@ -10,6 +15,15 @@ import scipy.sparse as sp
 
 from common.batch import Batch
 from common.errors import UserError
+from common.readers import libsvm_kernel as kernel
+
+CHUNK_BYTES = 4 << 20
+
+
+@dataclass
+class LibsvmBatch(Batch):
+    weights: np.ndarray | None = None  # float32 (n,), present when some line has `label:weight`
+    qid: np.ndarray | None = None      # int64 (n,), present when some line has `qid:<q>`
 
 
 class LibsvmReader:
@@ -18,60 +32,75 @@ class LibsvmReader:
     `labelled=False` (requests) skips a leading token without ':' if present.
     """
 
-    def __init__(self, labelled: bool = True, width: int | None = None) -> None:
-        self.labelled = labelled
-        self.width = width
+    def __init__(self, labelled: bool = True, width: int | None = None, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self.labelled, self.width, self.chunk_bytes = labelled, width, chunk_bytes
 
-    def parse(self, body: bytes, source: str = "request") -> Batch:
-        return self._rows(body.splitlines(), 1, source)
+    def parse(self, body: bytes, source: str = "request") -> LibsvmBatch:
+        return self._block(body, 0, 1, source)
 
-    def batches(self, stream: BinaryIO, source: str, batch_rows: int) -> Iterator[Batch]:
-        lines: list[bytes] = []
-        first = 1
-        for number, line in enumerate(stream, start=1):
-            lines.append(line)
-            if len(lines) == batch_rows:
-                yield self._rows(lines, first, source)
-                lines, first = [], number + 1
-        if lines:
-            yield self._rows(lines, first, source)
+    def batches(self, stream: BinaryIO, source: str, batch_rows: int) -> Iterator[LibsvmBatch]:
+        carry, lines_before, rows_before = b"", 0, 0
+        while True:
+            chunk = stream.read(self.chunk_bytes)
+            block = carry + chunk if carry else chunk
+            cut = len(block) if not chunk else block.rfind(b"\n") + 1
+            whole, carry = block[:cut], block[cut:]
+            if whole:
+                batch = self._block(whole, lines_before, rows_before + 1, source)
+                lines_before += whole.count(b"\n")
+                for start in range(0, len(batch), batch_rows):
+                    yield _rows(batch, start, start + batch_rows)
+                rows_before += len(batch)
+            if not chunk:
+                return
 
-    def _rows(self, lines: list[bytes], first_line: int, source: str) -> Batch:
-        labels: list[float] = []
-        indptr = [0]
-        indices: list[int] = []
-        values: list[float] = []
-        for offset, raw in enumerate(lines):
-            tokens = raw.split()
-            if not tokens:
-                continue
-            where = f"Line {first_line + offset} of {source}"
-            if b":" not in tokens[0]:
-                if self.labelled:
-                    labels.append(_number(tokens[0], where, "label"))
-                tokens = tokens[1:]
-            elif self.labelled:
-                raise UserError(f"{where} has no label; libsvm training rows start with the label.")
-            for token in tokens:
-                key, sep, value = token.partition(b":")
-                if not sep or not key.isdigit():
-                    raise UserError(f"{where}: '{token.decode(errors='replace')}' is not index:value.")
-                indices.append(int(key))
-                values.append(_number(value, where, "value"))
-            indptr.append(len(indices))
-        width = self.width if self.width is not None else (max(indices) + 1 if indices else 0)
-        if indices and max(indices) >= width:
-            raise UserError(f"{source} has feature index {max(indices)} but the model has {width} features.")
-        matrix = sp.csr_matrix(
-            (np.asarray(values, np.float32), np.asarray(indices, np.int64), np.asarray(indptr)),
-            shape=(len(indptr) - 1, width),
-        )
-        label_array = np.asarray(labels, np.float32).reshape(-1, 1) if self.labelled else None
-        return Batch(matrix, label_array, first_line, source)
+    def _block(self, block: bytes, lines_before: int, first_row: int, source: str) -> LibsvmBatch:
+        buf = np.frombuffer(block, np.uint8)
+        (status, rows, line, max_index, saw_weight, saw_qid,
+         indptr, indices, values, labels, weights, qids) = kernel.parse(buf, self.labelled)
+        if status != kernel.OK:
+            raise UserError(_describe(block, status, line, lines_before, source))
+        width = self.width if self.width is not None else max_index + 1
+        if max_index >= width:
+            raise UserError(f"{source} has feature index {max_index} but the model has {width} features.")
+        matrix = sp.csr_matrix((values, indices, indptr), shape=(rows, width))
+        return LibsvmBatch(matrix, labels.reshape(-1, 1) if self.labelled else None, first_row, source,
+                           weights if saw_weight else None, qids if saw_qid else None)
 
 
-def _number(token: bytes, where: str, what: str) -> float:
+def _rows(batch: LibsvmBatch, start: int, stop: int) -> LibsvmBatch:
+    if start == 0 and stop >= len(batch):
+        return batch
+
+    def cut(array: np.ndarray | None) -> np.ndarray | None:
+        return None if array is None else array[start:stop]
+
+    return LibsvmBatch(batch.features[start:stop], cut(batch.labels), batch.first_row + start, batch.source,
+                       cut(batch.weights), cut(batch.qid))
+
+
+def _describe(block: bytes, status: int, line: int, lines_before: int, source: str) -> str:
+    text = block.split(b"\n")[line].decode("utf-8", "replace").strip()
+    where = f"Line {lines_before + line + 1} of {source}"
+    tokens = text.split()
+    if status == kernel.NO_LABEL:
+        return f"{where} has no label; libsvm training rows start with the label."
+    if status == kernel.BAD_LABEL:
+        return f"{where}: label '{_shorten(tokens[0])}' is not a number (or number:weight)."
+    for token in tokens[1:] if ":" not in tokens[0] or status != kernel.BAD_TOKEN else tokens:
+        key, sep, value = token.partition(":")
+        if not (sep and (key.isdigit() or key == "qid") and _is_number(value)):
+            return f"{where}: '{_shorten(token)}' is not index:value."
+    return f"{where} is not libsvm: '{_shorten(text)}'."
+
+
+def _is_number(text: str) -> bool:
     try:
-        return float(token)
+        float(text)
     except ValueError:
-        raise UserError(f"{where}: {what} '{token.decode(errors='replace')}' is not a number.") from None
+        return False
+    return True
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,169 @@
+"""The XGBoost image: SageMaker XGBoost algorithm mode (spec xgboost.md), current (1.7-1 and later) behaviour.
+
+Artifact: `xgboost-model`, XGBoost's native UBJSON (`xgb.Booster().load_model(path)` reads it). Pickled
+models (SageMaker XGBoost before 1.3-1) load only with SAGEMAKER_XGBOOST_ALLOW_PICKLE=true. Several
+`xgboost-model*` files are an ensemble (mean; vote for multi:softmax and binary:hinge) unless
+SAGEMAKER_INFERENCE_ENSEMBLE=false. Response switches: see inference.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from algorithms.xgboost import inference
+from algorithms.xgboost.hyperparameters import XGBoostHyperparameters
+from algorithms.xgboost.metrics import definitions
+from common import content_types as ct
+from common.algorithm import Algorithm, TrainingJob
+from common.batch import Batch
+from common.channels import FILE, REPLICATED, ChannelSpec
+from common.content_types import MediaType
+from common.encoders import Columns
+from common.errors import UserError
+
+log = logging.getLogger(__name__)
+MODEL_FILE = "xgboost-model"
+PICKLE_VAR, ENSEMBLE_VAR = "SAGEMAKER_XGBOOST_ALLOW_PICKLE", "SAGEMAKER_INFERENCE_ENSEMBLE"
+TRAINING_TYPES = (ct.LIBSVM, ct.CSV, ct.PARQUET, ct.RECORDIO)
+VOTING = ("multi:softmax", "binary:hinge")
+
+
+class XGBoost(Algorithm):
+    name = "xgboost"
+    Hyperparameters = XGBoostHyperparameters
+    channels = (
+        ChannelSpec("train", required=True, content_types=TRAINING_TYPES, csv_label_size=1),
+        ChannelSpec("validation", content_types=TRAINING_TYPES, csv_label_size=1),
+        ChannelSpec("code", content_types=("text/python",), input_modes=(FILE,), distributions=(REPLICATED,)),
+    )
+    metrics = definitions()
+    default_content_type = ct.LIBSVM
+    request_types = (ct.CSV, ct.LIBSVM, ct.RECORDIO, ct.JSON, ct.JSONLINES)
+    response_types = (ct.CSV, ct.JSON, ct.JSONLINES, ct.RECORDIO)
+    default_accept = ct.CSV
+
+    def __init__(self, boosters: list[Any]) -> None:
+        self.boosters = boosters
+        config = json.loads(boosters[0].save_config())["learner"]
+        self.objective = str(config["objective"]["name"])
+        self.num_class = int(config["learner_model_param"].get("num_class", 0) or 0)
+        self.num_features = int(boosters[0].num_features())
+        threads = os.environ.get("OMP_NUM_THREADS", "1")
+        for booster in boosters:
+            booster.set_param({"nthread": int(threads) if threads.isdigit() else 1})
+
+    @classmethod
+    def train(cls, job: TrainingJob) -> XGBoost | None:
+        from algorithms.xgboost.training import fit
+
+        model = fit(job)
+        return None if model is None else cls([_booster(model, MODEL_FILE)])
+
+    def save(self, model_dir: Path) -> None:
+        (model_dir / MODEL_FILE).write_bytes(bytes(self.boosters[0].save_raw("ubj")))
+
+    @classmethod
+    def load(cls, model_dir: Path) -> XGBoost:
+        files = sorted(p for p in model_dir.iterdir() if p.is_file() and not p.name.startswith(".")) \
+            if model_dir.is_dir() else []
+        named = [p for p in files if p.name.startswith(MODEL_FILE)]
+        for skipped in (p for p in files if p not in named):
+            log.warning("Ignoring %s in the model directory: model files are named %s*.", skipped.name, MODEL_FILE)
+        candidates = named or files
+        if not candidates:
+            raise UserError(f"The model directory {model_dir} has no {MODEL_FILE} file.")
+        if os.environ.get(ENSEMBLE_VAR, "true").lower() == "false":
+            candidates = candidates[:1]
+        return cls([_booster(p.read_bytes(), p.name) for p in candidates])
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        described = super().describe()
+        # XGBoost prints no progress/throughput lines, and a job takes at most 40 metric definitions.
+        described["metric_definitions"] = [m.to_json() for m in cls.metrics]
+        described["inference"]["environment"] = {
+            inference.SELECTABLE_VAR: "comma-separated: " + ", ".join(inference.KEYS),
+            inference.CSV_OUTPUT_VAR: "per_line (default) or comma_joined (the 1.0-1 image's one-line CSV)",
+            PICKLE_VAR: "true to load pickled models (they can run code)",
+            ENSEMBLE_VAR: "false to use only the first xgboost-model* file",
+        }
+        return described
+
+    def export(self) -> dict[str, np.ndarray]:
+        booster = self.boosters[0]
+        gain = booster.get_score(importance_type="gain")
+        return {"trees": np.array(booster.get_dump(dump_format="json")),
+                "feature_importance_gain": np.array([gain.get(f"f{i}", 0.0) for i in range(self.num_features)])}
+
+    def warm_up(self) -> None:
+        self.predict(Batch(np.zeros((1, self.num_features), np.float32)), MediaType(ct.CSV))
+
+    def predict(self, batch: Batch, accept: MediaType) -> Columns:
+        keys = inference.selected_keys()
+        features = self._features(batch)
+        preds = [b.inplace_predict(features, validate_features=False) for b in self.boosters]
+        if len(preds) == 1:
+            combined = preds[0]
+        elif self.objective in VOTING:
+            combined = np.array([np.bincount(col.astype(np.int64)).argmax() for col in np.stack(preds).T], np.float32)
+        else:
+            combined = np.mean(preds, axis=0, dtype=np.float32)
+        if keys is None:
+            return {"score": combined}
+        return inference.selectable_columns(combined, self.objective, self.num_class, keys)
+
+    def encode(self, columns: Columns, accept: MediaType) -> bytes:
+        keys = None if "score" in columns else inference.selected_keys()
+        return inference.encode_response(columns, accept, keys, self.envelope)
+
+    def _features(self, batch: Batch) -> Any:
+        """Exactly the model's columns (sparse rows may stop early: their missing tail is padded)."""
+        width, expected = batch.width, self.num_features
+        if batch.is_sparse and width <= expected:
+            matrix = batch.features
+            return matrix if width == expected else type(matrix)(
+                (matrix.data, matrix.indices, matrix.indptr), shape=(matrix.shape[0], expected))
+        if width != expected:
+            hint = " (is the label column still in?)" if width == expected + 1 else ""
+            raise UserError(f"The request has {width} features per row but the model was trained with "
+                            f"{expected}{hint}; send exactly {expected} columns, no label.")
+        return batch.features
+
+
+def _booster(raw: bytes, name: str) -> Any:
+    import xgboost as xgb
+
+    if raw[:1] == b"\x80":  # a pickle (protocol 2 and later)
+        return _unpickle(raw, name)
+    booster = xgb.Booster()
+    try:
+        booster.load_model(bytearray(raw))
+    except xgb.core.XGBoostError as exc:
+        reason = str(exc).splitlines()[0]
+        raise UserError(f"{name} is not a model XGBoost {xgb.__version__} can load ({reason}); re-save it with "
+                        "Booster.save_model('xgboost-model.json') in the XGBoost that wrote it.") from None
+    return booster
+
+
+def _unpickle(raw: bytes, name: str) -> Any:
+    if os.environ.get(PICKLE_VAR, "").lower() != "true":
+        raise UserError(
+            f"{name} is a Python pickle (what SageMaker XGBoost before 1.3-1 and joblib.dump write), which this "
+            f"image does not load because unpickling can run code: convert it with booster = pickle.load(f); "
+            f"booster.save_model('xgboost-model.json') and rename it to xgboost-model, or set {PICKLE_VAR}=true "
+            "if you trust it.")
+    try:
+        model = pickle.loads(raw)  # noqa: S301 - explicit opt-in above
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is the artifact's
+        raise UserError(f"{name} could not be unpickled: {exc}.") from None
+    booster = model.get_booster() if hasattr(model, "get_booster") else model
+    if type(booster).__name__ != "Booster":
+        raise UserError(f"{name} unpickles to {type(model).__name__}, not an XGBoost Booster.")
+    return booster

@@ -1,0 +1,212 @@
+"""Training channels to arrays for a DMatrix (spec xgboost.md §3): CSV, libsvm, recordIO-protobuf, Parquet.
+
+Parsing runs in the caller's thread with the shared readers; the DMatrix itself is built where the
+collective is (see training.py), because XGBoost agrees on the number of columns across hosts there.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from common import content_types as ct
+from common.batch import Batch
+from common.channels import PIPE, DataChannel
+from common.content_types import MediaType
+from common.errors import UserError
+from common.readers import reader_for
+from common.readers.csv_reader import CsvReader
+from common.readers.libsvm_reader import LibsvmReader
+
+log = logging.getLogger(__name__)
+BLOCK_ROWS = 1 << 40  # one batch per block the readers parse: no re-slicing
+
+
+@dataclass
+class Data:
+    features: Any                       # float32 ndarray (n, d) or CSR
+    labels: np.ndarray                  # float32 (n,)
+    weights: np.ndarray | None = None
+    qid: np.ndarray | None = None
+    segments: list[tuple[str, int, int]] = field(default_factory=list)  # (source, first row, rows)
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def where(self, index: int) -> str:
+        """`row 12 of train/part-0.csv` for a row of the concatenated data."""
+        for source, first, rows in self.segments:
+            if index < rows:
+                return f"row {first + index} of {source}"
+            index -= rows
+        return f"row {index + 1}"
+
+
+def load(channel: DataChannel, media: MediaType, csv_weights: bool) -> Data:
+    """All rows of a channel, parsed as `media` (the train channel's type, used for both channels)."""
+    fast = _fast(channel, media, csv_weights)
+    if fast is not None:
+        return fast
+    batches = list(_batches(channel, media, csv_weights))
+    return _assemble(batches, channel.name, csv_weights and media.name == ct.CSV)
+
+
+def _fast(channel: DataChannel, media: MediaType, csv_weights: bool) -> Data | None:
+    """Plain files in File mode, parsed on every core (fastload.py); None: use the streaming readers."""
+    from algorithms.xgboost import fastload
+
+    files = channel.files()
+    if channel.config.input_mode == PIPE or not files or media.params.get("label_size", "1") != "1":
+        return None
+    segments = []
+    if media.name == ct.CSV:
+        loaded = fastload.load_csv(files, 2 if csv_weights else 1)
+        if loaded is None:
+            return None
+        features, labels, per_file = loaded
+        data = Data(features, labels[:, 0].copy(), labels[:, 1].copy() if csv_weights else None)
+    elif media.name == ct.LIBSVM:
+        parsed = fastload.load_libsvm(files)
+        if parsed is None:
+            return None
+        per_file = parsed["rows_per_file"]
+        data = Data(parsed["features"], parsed["labels"], parsed["weights"], parsed["qid"])
+    else:
+        return None
+    for number, rows in per_file:
+        segments.append((str(files[number].relative_to(channel.data_dir)), 1, rows))
+    data.segments = segments
+    return data
+
+
+def _batches(channel: DataChannel, media: MediaType, csv_weights: bool) -> Iterator[Batch]:
+    if media.name == ct.PARQUET:
+        yield from _parquet(channel)
+        return
+    if media.name == ct.CSV:
+        label_size = media.params.get("label_size", "1")
+        if label_size != "1":
+            raise UserError(f"ContentType '{_text(media)}' is not an accepted csv ContentType: the optional "
+                            "parameter label_size must be 1.")
+        reader: Any = CsvReader(2 if csv_weights else 1)
+    elif media.name == ct.LIBSVM:
+        reader = LibsvmReader()
+    elif media.name == ct.RECORDIO:
+        reader = reader_for(media)
+    else:
+        raise UserError(f"Content type '{media.name}' cannot be used for training; use text/csv, text/libsvm, "
+                        "application/x-parquet or application/x-recordio-protobuf.")
+    for source, stream in channel.streams():
+        try:
+            yield from reader.batches(stream, source, BLOCK_ROWS)
+        except UserError as exc:
+            raise UserError(_hint(exc.message, media)) from None
+
+
+def _hint(message: str, media: MediaType) -> str:
+    if media.name == ct.LIBSVM and "label '" in message and "," in message:
+        return (message.rstrip(".") + ": this looks like CSV, but the channel is read as libsvm, which is also "
+                "what a channel without ContentType means; set ContentType to text/csv.")
+    return message
+
+
+def _parquet(channel: DataChannel) -> Iterator[Batch]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError("Parquet input needs pyarrow, which this image lacks; use text/csv instead.") from None
+    for source, stream in channel.streams():
+        try:
+            table = pq.read_table(io.BytesIO(stream.read()))
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
+            raise UserError(f"Failed to load parquet data from {source}: {exc}") from None
+        try:
+            matrix = np.column_stack([c.to_numpy(zero_copy_only=False).astype(np.float32) for c in table.columns])
+        except (ValueError, TypeError):
+            raise UserError(f"{source} has non-numeric columns; Parquet training data must be all numbers, "
+                            "label first.") from None
+        if matrix.size:
+            yield Batch(np.ascontiguousarray(matrix[:, 1:]), np.ascontiguousarray(matrix[:, :1]), 1, source)
+
+
+def _assemble(batches: list[Batch], channel: str, weighted_csv: bool) -> Data:
+    batches = [b for b in batches if len(b)]
+    if not batches:
+        return Data(np.empty((0, 0), np.float32), np.empty(0, np.float32))
+    if any(b.labels is None or b.labels.shape[1] == 0 for b in batches):
+        raise UserError(f"Got input data without labels in the {channel} channel: every row needs a label "
+                        "(CSV: first column; recordIO: label['values']).")
+    segments = [(b.source, b.first_row, len(b)) for b in batches]
+    labels = np.concatenate([b.labels[:, 0] for b in batches]).astype(np.float32, copy=False)
+    weights = qid = None
+    if weighted_csv:
+        weights = np.concatenate([b.labels[:, 1] for b in batches]).astype(np.float32, copy=False)
+    elif any(getattr(b, "weights", None) is not None for b in batches):
+        weights = np.concatenate([_or(getattr(b, "weights", None), len(b), 1.0, np.float32) for b in batches])
+    if any(getattr(b, "qid", None) is not None for b in batches):
+        qid = np.concatenate([_or(getattr(b, "qid", None), len(b), 0, np.int64) for b in batches])
+    return Data(_stack(batches), labels, weights, qid, segments)
+
+
+def _or(array: np.ndarray | None, rows: int, fill: float, dtype: type) -> np.ndarray:
+    return np.full(rows, fill, dtype) if array is None else array.astype(dtype, copy=False)
+
+
+def _stack(batches: list[Batch]) -> Any:
+    width = max(b.width for b in batches)
+    if not any(b.is_sparse for b in batches):
+        for b in batches:
+            if b.width != width:
+                raise UserError(f"{b.where(0).capitalize()} has {b.width} feature columns but other rows have "
+                                f"{width}; every file of a channel needs the same columns.")
+        return batches[0].features if len(batches) == 1 else np.concatenate([b.features for b in batches])
+    import scipy.sparse as sp
+
+    parts = [sp.csr_matrix(b.features) for b in batches]
+    parts = [p if p.shape[1] == width else sp.csr_matrix((p.data, p.indices, p.indptr), shape=(p.shape[0], width))
+             for p in parts]
+    return parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+
+
+def check_labels(data: Data, objective: str, num_class: int | None) -> None:
+    """The label errors XGBoost would report without a row number, with one."""
+    labels = data.labels
+    if not len(labels):
+        return
+    bad = np.flatnonzero(~np.isfinite(labels))
+    if len(bad):
+        raise UserError(f"The label in {data.where(int(bad[0]))} is missing or not a number.")
+    if objective.startswith("multi:") and num_class:
+        bad = np.flatnonzero((labels < 0) | (labels >= num_class) | (labels != np.floor(labels)))
+        if len(bad):
+            raise UserError(f"The label {labels[bad[0]]:g} in {data.where(int(bad[0]))} is not a class: with "
+                            f"num_class={num_class} labels must be whole numbers from 0 to {num_class - 1}.")
+    elif objective in ("binary:logistic", "reg:logistic"):
+        bad = np.flatnonzero((labels < 0) | (labels > 1))
+        if len(bad):
+            raise UserError(f"The label {labels[bad[0]]:g} in {data.where(int(bad[0]))} is outside [0, 1], "
+                            f"which objective {objective} needs.")
+    elif objective in ("count:poisson", "reg:tweedie", "reg:gamma"):
+        bad = np.flatnonzero(labels < 0 if objective != "reg:gamma" else labels <= 0)
+        if len(bad):
+            raise UserError(f"The label {labels[bad[0]]:g} in {data.where(int(bad[0]))} is not allowed: objective "
+                            f"{objective} needs {'positive' if objective == 'reg:gamma' else 'non-negative'} labels.")
+
+
+def warn_duplicates(train: DataChannel, validation: DataChannel | None) -> None:
+    if validation is None:
+        return
+    seen = {(p.name, p.stat().st_size) for p in train.files()}
+    same = sorted(p.name for p in validation.files() if (p.name, p.stat().st_size) in seen)
+    if same:
+        log.warning("Files with the same name and size are in both train and validation (%s): is the "
+                    "validation data a copy of the training data?", ", ".join(same[:5]))
+
+
+def _text(media: MediaType) -> str:
+    return media.name + "".join(f";{k}={v}" for k, v in media.params.items())

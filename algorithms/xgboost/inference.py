@@ -1,0 +1,98 @@
+"""Prediction columns and response bodies as the SageMaker XGBoost image writes them (spec xgboost.md §4.5-4.7).
+
+Environment, read per request:
+  SAGEMAKER_INFERENCE_OUTPUT     selectable keys, e.g. `predicted_label,probabilities`
+  SAGEMAKER_BATCH                set by batch transform: one `str(prediction)` per line, whatever the Accept
+  SAGEMAKER_XGBOOST_CSV_OUTPUT   `comma_joined`: the 1.0-1 image's text/csv body, every prediction on one
+                                 line joined by commas (what older clients split on ","); default
+                                 `per_line`, one prediction per line as the current images answer
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import numpy as np
+
+from common import content_types as ct
+from common.content_types import MediaType
+from common.encoders import Columns, encode
+from common.errors import UserError
+
+log = logging.getLogger(__name__)
+SELECTABLE_VAR, BATCH_VAR = "SAGEMAKER_INFERENCE_OUTPUT", "SAGEMAKER_BATCH"
+CSV_OUTPUT_VAR = "SAGEMAKER_XGBOOST_CSV_OUTPUT"
+KEYS = ("predicted_label", "labels", "probability", "probabilities", "raw_score", "raw_scores", "predicted_score")
+_CLASSIFY = {"predicted_label", "labels", "raw_score", "raw_scores"}
+ALLOWED = {
+    "binary:logistic": _CLASSIFY | {"probability", "probabilities"},
+    "binary:logitraw": _CLASSIFY, "binary:hinge": _CLASSIFY, "multi:softmax": _CLASSIFY,
+    "multi:softprob": _CLASSIFY | {"probability", "probabilities"},
+}
+
+
+def selected_keys() -> list[str] | None:
+    raw = os.environ.get(SELECTABLE_VAR)
+    if raw is None:
+        return None
+    keys = [k for k in raw.replace(" ", "").lower().split(",") if k]
+    unknown = [k for k in keys if k not in KEYS]
+    if unknown or not keys:
+        raise UserError(f"{SELECTABLE_VAR}='{raw}' names unknown keys; use a comma-separated list of "
+                        + ", ".join(KEYS) + ".", status=500)
+    return keys
+
+
+def selectable_columns(preds: np.ndarray, objective: str, num_class: int, keys: list[str]) -> Columns:
+    """The requested keys in the fixed table order; a key the objective lacks is NaN (and logged)."""
+    if objective not in ALLOWED and not objective.startswith("reg:"):
+        raise UserError(f"Objective `{objective}` unsupported for selectable inference predictions.", status=500)
+    allowed = ALLOWED.get(objective, {"predicted_score"})
+    n = len(preds)
+    p = np.asarray(preds, np.float32)
+    two = np.column_stack([1 - p, p]) if p.ndim == 1 else p
+    classes = num_class if objective.startswith("multi:") else 2
+    values = {
+        "predicted_label": (p.argmax(axis=1) if p.ndim == 2 else (p > 0.5).astype(np.int64)
+                            if objective == "binary:logistic" else (p > 0).astype(np.int64)
+                            if objective == "binary:logitraw" else p),
+        "labels": np.tile(np.arange(classes, dtype=np.int64), (n, 1)),
+        "probability": p.max(axis=1) if p.ndim == 2 else p,
+        "probabilities": two,
+        "raw_score": p.max(axis=1) if p.ndim == 2 else p,
+        "raw_scores": two,
+        "predicted_score": p,
+    }
+    columns: Columns = {}
+    for key in KEYS:
+        if key in keys:
+            if key not in allowed:
+                log.warning("Selectable output '%s' does not apply to objective %s; it is NaN.", key, objective)
+            columns[key] = values[key] if key in allowed else np.full(n, np.nan, np.float32)
+    return columns
+
+
+def encode_response(columns: Columns, accept: MediaType, keys: list[str] | None, envelope: str) -> bytes:
+    batch = BATCH_VAR in os.environ
+    if keys is None:
+        preds = columns["score"]
+        if batch:
+            return ("\n".join(map(str, preds.tolist())) + "\n").encode()
+        if accept.name == ct.CSV and os.environ.get(CSV_OUTPUT_VAR, "per_line").lower() == "comma_joined":
+            return ",".join(map(str, preds.tolist())).encode()
+        return encode(columns, accept.name, envelope)
+    if accept.name == ct.RECORDIO:
+        return encode({k: np.asarray(v, np.float32) for k, v in columns.items()}, accept.name, envelope)
+    records = [dict(zip(columns, row)) for row in zip(*(c.tolist() for c in columns.values()))]
+    if accept.name == ct.JSON:
+        return json.dumps({envelope: records}).encode()
+    if accept.name == ct.JSONLINES:
+        return "".join(json.dumps(r) + "\n" for r in records).encode()
+    lines = [",".join(_csv_cell(r[k]) for k in keys) for r in records]
+    return ("\n".join(lines) + ("\n" if batch else "")).encode()
+
+
+def _csv_cell(value: object) -> str:
+    return f'"{value}"' if isinstance(value, list) else str(value)
