@@ -25,6 +25,7 @@ from common.ndarray_file import load_ndarrays, save_ndarrays
 log = logging.getLogger(__name__)
 MODEL_FILE = "model_algo-1"
 SEED = 0
+SMALL_REQUEST = 4096  # rows x centres below which direct loops beat the BLAS route
 
 
 class KMeans(Algorithm):
@@ -91,17 +92,23 @@ class KMeans(Algorithm):
     # ---- inference --------------------------------------------------------------------------
     def warm_up(self) -> None:
         self.predict(Batch(np.zeros((1, self.feature_dim), np.float32)), MediaType(ct.JSON))
+        kernels.assign(np.zeros((1, self.feature_dim), np.float32), self.centers, self.center_norms)
 
     @classmethod
     def warm_up_kernels(cls) -> None:
         x = np.zeros((2, 2), np.float32)
         labels, _ = kernels.assign(x, x)
         kernels.minibatch_update(x, labels, x.astype(np.float64), np.zeros(2), 1.0)
+        kernels.nearest_small(x, x)
 
     def predict(self, batch: Batch, accept: MediaType) -> Columns:
         batch.check_width(self.feature_dim, "the model's feature_dim")
         batch.check_finite()
-        labels, squared = kernels.assign(batch.dense(), self.centers, self.center_norms)
+        x = batch.dense()
+        if len(x) * len(self.centers) <= SMALL_REQUEST:
+            labels, distances = kernels.nearest_small(x, self.centers)
+            return {"closest_cluster": labels, "distance_to_cluster": distances}
+        labels, squared = kernels.assign(x, self.centers, self.center_norms)
         return {
             "closest_cluster": labels.astype(np.float32),
             "distance_to_cluster": np.sqrt(squared).astype(np.float32),

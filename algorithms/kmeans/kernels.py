@@ -33,6 +33,29 @@ def _squared_distance_to(x, centers, labels, out):
         out[i] = total
 
 
+@numba.njit(cache=True, nogil=True)
+def nearest_small(x, centers):
+    """Closest centre and Euclidean distance per row by direct loops, float32 out.
+
+    For small requests (rows x centres in the thousands) this one call is several times
+    faster than the BLAS route's half-dozen numpy calls; ties go to the lowest index."""
+    n, k = x.shape[0], centers.shape[0]
+    labels = np.empty(n, np.float32)
+    distances = np.empty(n, np.float32)
+    for i in range(n):
+        best, best_c = np.inf, 0
+        for c in range(k):
+            total = 0.0
+            for j in range(x.shape[1]):
+                diff = np.float64(x[i, j]) - centers[c, j]
+                total += diff * diff
+            if total < best:
+                best, best_c = total, c
+        labels[i] = best_c
+        distances[i] = np.sqrt(best)
+    return labels, distances
+
+
 def squared_distance_to(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
     out = np.empty(len(x), dtype=np.float64)
     _squared_distance_to(x, centers, labels, out)
