@@ -10,9 +10,12 @@ import gc
 import logging
 import os
 import traceback
+from collections.abc import Callable
+from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response
 
 from common import content_types as ct
 from common.algorithm import Algorithm
@@ -98,31 +101,43 @@ def create_app(algorithm: type[Algorithm], model_dir: Path) -> Flask:
             "MaxPayloadInMB": limit >> 20,
         }
 
-    @app.post("/invocations")
-    def invocations() -> Response:
+    def invocations(environ: dict, start_response: Callable) -> list[bytes]:
+        """POST /invocations as a plain WSGI function: Flask's request machinery costs more than a
+        one-row prediction (bench/bench_serving.py), and this path needs none of it."""
         if model is None:
-            return Response(f"The model is not loaded: {load_error}\n", status=503, mimetype=TEXT)
-        try:
-            body = _read_body(limit)
-            environ = request.environ
-            payload, mimetype = invoke(model, body, environ.get("CONTENT_TYPE"), environ.get("HTTP_ACCEPT"))
-        except UserError as exc:
-            return _error(exc)
-        except Exception:  # noqa: BLE001 - a request never kills the server
-            log.error("Request failed:\n%s", traceback.format_exc())
-            return Response("Internal error while predicting; see the log.\n", status=500, mimetype=TEXT)
-        return Response(payload, status=200, mimetype=mimetype)
+            status, payload, mimetype = 503, f"The model is not loaded: {load_error}\n".encode(), TEXT
+        else:
+            try:
+                body = _read_body(environ, limit)
+                payload, mimetype = invoke(model, body, environ.get("CONTENT_TYPE"), environ.get("HTTP_ACCEPT"))
+                status = 200
+            except UserError as exc:
+                status, payload, mimetype = exc.status, (exc.message + "\n").encode(), TEXT
+            except Exception:  # noqa: BLE001 - a request never kills the server
+                log.error("Request failed:\n%s", traceback.format_exc())
+                status, payload, mimetype = 500, b"Internal error while predicting; see the log.\n", TEXT
+        start_response(f"{status} {HTTPStatus(status).phrase}",
+                       [("Content-Type", mimetype), ("Content-Length", str(len(payload)))])
+        return [payload]
 
+    flask_app = app.wsgi_app
+
+    def route(environ: dict, start_response: Callable) -> Any:
+        if environ.get("PATH_INFO") == "/invocations" and environ.get("REQUEST_METHOD") == "POST":
+            return invocations(environ, start_response)
+        return flask_app(environ, start_response)
+
+    app.wsgi_app = route  # type: ignore[method-assign]
     return app
 
 
-def _read_body(limit: int) -> bytes:
+def _read_body(environ: dict, limit: int) -> bytes:
     """The whole body, chunked or not, refusing more than `limit` bytes without buffering them.
 
     Reads the server's input stream directly (gunicorn de-chunks it and ends it at the body's end):
     werkzeug's stream wrappers cost more than the rest of a one-row request."""
-    stream = request.environ["wsgi.input"]
-    length = request.environ.get("CONTENT_LENGTH")
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH")
     if length and length.isdigit():
         if int(length) > limit:
             raise _too_large(limit)
@@ -141,10 +156,6 @@ def _read_body(limit: int) -> bytes:
 def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"The request body is larger than {limit >> 20} MB; raise SAGEMAKER_MAX_PAYLOAD_IN_MB or send less.")
-
-
-def _error(exc: UserError) -> Response:
-    return Response(exc.message + "\n", status=exc.status, mimetype=TEXT)
 
 
 __all__ = ["create_app", "invoke", "ct"]
