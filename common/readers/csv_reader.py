@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 import numpy as np
@@ -12,6 +15,7 @@ from common.errors import UserError
 from common.readers import csv_kernel
 
 CHUNK_BYTES = 4 << 20
+PARALLEL_BYTES = 1 << 20  # blocks at least this big are parsed on several threads
 
 
 class CsvReader:
@@ -52,13 +56,22 @@ class CsvReader:
 
     def _parse_block(self, block: bytes | memoryview, ncols: int, lines_before: int,
                      source: str) -> tuple[np.ndarray, int]:
+        """Whole lines to a matrix; big blocks are cut at line ends and parsed on several threads
+        (the kernel releases the GIL), each piece's line numbers continuing the previous ones'."""
         buf = np.frombuffer(block, dtype=np.uint8)
-        capacity = len(buf) // (2 * ncols) + 1  # a row takes at least "0," per field
-        out = np.empty((capacity, ncols), dtype=np.float32)
-        status, rows, line, col = csv_kernel.parse(buf, ncols, out)
-        if status != csv_kernel.OK:
-            raise UserError(_describe_error(bytes(block), status, line, col, ncols, lines_before, source))
-        return out[:rows], line
+        pieces = _cut_at_line_ends(buf, _threads()) if len(buf) >= PARALLEL_BYTES else [buf]
+        if len(pieces) == 1:
+            results = [_parse_piece(buf, ncols)]
+        else:
+            results = list(_pool().map(lambda piece: _parse_piece(piece, ncols), pieces))
+        lines = 0
+        for piece, (status, _matrix, line, col) in zip(pieces, results):
+            if status != csv_kernel.OK:
+                raise UserError(_describe_error(piece.tobytes(), status, line, col, ncols, lines_before + lines,
+                                                source))
+            lines += line
+        matrix = results[0][1] if len(results) == 1 else np.concatenate([r[1] for r in results])
+        return matrix, lines
 
     def _split(self, matrix: np.ndarray, first_row: int, source: str) -> Batch:
         if self.label_size == 0:
@@ -70,6 +83,36 @@ class CsvReader:
             )
         labels = np.ascontiguousarray(matrix[:, : self.label_size])
         return Batch(np.ascontiguousarray(matrix[:, self.label_size:]), labels, first_row, source)
+
+
+def _parse_piece(buf: np.ndarray, ncols: int) -> tuple[int, np.ndarray, int, int]:
+    capacity = len(buf) // (2 * ncols) + 1  # a row takes at least "0," per field
+    out = np.empty((capacity, ncols), dtype=np.float32)
+    status, rows, line, col = csv_kernel.parse(buf, ncols, out)
+    return status, out[:rows], line, col
+
+
+def _cut_at_line_ends(buf: np.ndarray, parts: int) -> list[np.ndarray]:
+    """About equal pieces of `buf`, each ending at a newline (the last at the end of buf)."""
+    cuts = [0]
+    for k in range(1, parts):
+        start = max(cuts[-1], k * len(buf) // parts)
+        newline = np.flatnonzero(buf[start:start + (1 << 16)] == 10)
+        if len(newline):
+            cuts.append(start + int(newline[0]) + 1)
+    cuts.append(len(buf))
+    return [buf[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def _threads() -> int:
+    """Compute threads for this process: the server sets OMP_NUM_THREADS per worker."""
+    configured = os.environ.get("OMP_NUM_THREADS", "")
+    return int(configured) if configured.isdigit() and int(configured) > 0 else (os.cpu_count() or 1)
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="csv")
 
 
 def _count_columns(block: bytes) -> int | None:

@@ -112,3 +112,18 @@ def test_registry_and_content_type_parameters() -> None:
     with pytest.raises(UnsupportedContentType) as caught:
         reader_for(MediaType.parse("image/png"))
     assert caught.value.status == 415 and caught.value.message == "Content type 'image/png' is not supported."
+
+
+def test_big_csv_blocks_are_parsed_on_threads_with_continuous_line_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    rng = np.random.default_rng(2)
+    data = rng.standard_normal((40_000, 6)).astype(np.float32)
+    text = "\n".join(",".join(repr(float(v)) for v in row) for row in data).encode() + b"\n"
+    assert len(text) > (1 << 20)
+    batch = CsvReader(label_size=1).parse(text)
+    np.testing.assert_array_equal(batch.features, data[:, 1:])
+    lines = text.split(b"\n")
+    lines[39_000] = b"1,2,oops,4,5,6"
+    with pytest.raises(UserError) as caught:
+        CsvReader().parse(b"\n".join(lines))
+    assert caught.value.message == "Line 39001 of request, column 3: 'oops' is not a number."
