@@ -8,6 +8,7 @@ metrics, serving, hosts) is done by `common`.
 from __future__ import annotations
 
 import importlib
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 
 from common import content_types as ct
 from common.batch import Batch
-from common.channels import ChannelSpec, DataChannel
+from common.channels import SHARDED, ChannelSpec, DataChannel
 from common.checkpoints import Checkpoints
 from common.content_types import MediaType
 from common.distributed import Cluster, Collective
@@ -26,6 +27,8 @@ from common.errors import UserError
 from common.hyperparameters import Hyperparameters
 from common.metrics import MetricDefinition, MetricsEmitter
 from common.paths import Paths
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,6 +46,20 @@ class TrainingJob:
 
     def channel(self, name: str) -> DataChannel | None:
         return self.channels.get(name)
+
+    def test_channel(self) -> tuple[DataChannel | None, bool]:
+        """The test channel this host scores, and whether it is sharded across hosts (then every
+        host scores its share and the sums are reduced). None when there is no test channel, or
+        when it is replicated and this host is not the leader (the leader alone scores it)."""
+        test = self.channels.get("test")
+        if test is None:
+            if self.cluster.is_leader:
+                log.info("Test data is not provided.")
+            return None, False
+        sharded = test.config.distribution == SHARDED and self.collective.world_size > 1
+        if not sharded and not self.cluster.is_leader:
+            return None, False
+        return test, sharded
 
     def emit(self, metric_name: str, value: float, epoch: int | None = None) -> None:
         self.metrics.emit(self.definitions[metric_name], value, epoch)

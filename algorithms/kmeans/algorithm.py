@@ -15,7 +15,7 @@ from algorithms.kmeans.reduction import reduce_centers
 from common import content_types as ct
 from common.algorithm import Algorithm, TrainingJob
 from common.batch import Batch
-from common.channels import SHARDED, ChannelSpec, DataChannel
+from common.channels import ChannelSpec, DataChannel
 from common.content_types import MediaType
 from common.encoders import Columns
 from common.errors import UserError
@@ -216,13 +216,8 @@ def _combine_hosts(collective, synced: np.ndarray, base: np.ndarray, centers: np
 
 def _score_test(model: KMeans | None, hp: KMeansHyperparameters, job: TrainingJob) -> None:
     """test:msd / test:ssd on the final centres; sharded test data is summed over hosts."""
-    test = job.channels.get("test")
+    test, sharded = job.test_channel()
     if test is None:
-        if job.cluster.is_leader:
-            log.info("Test data is not provided.")
-        return
-    sharded = test.config.distribution == SHARDED and job.collective.world_size > 1
-    if model is None and not sharded:
         return
     if sharded:
         centers = job.collective.broadcast(model.centers if model else None, root=0)

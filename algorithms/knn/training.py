@@ -108,13 +108,8 @@ def gather_samples(job: TrainingJob, hp: KnnHyperparameters) -> Sample | None:
 
 def score_test(cls: Any, model: Any, hp: KnnHyperparameters, job: TrainingJob) -> None:
     """test:accuracy (classifier) or test:mse (regressor); sharded test data is scored on every host."""
-    test = job.channels.get("test")
+    test, sharded = job.test_channel()
     if test is None:
-        if job.cluster.is_leader:
-            log.info("Test data is not provided.")
-        return
-    sharded = test.config.distribution == SHARDED and job.collective.world_size > 1
-    if model is None and not sharded:
         return
     if sharded:
         payload = (index.to_bytes(model.index), model.labels, model.row_ids, model.meta.to_json()) if model else None

@@ -21,7 +21,7 @@ from algorithms.pca.solvers import Blocks, Fit, fit_randomized, fit_regular, ran
 from common import content_types as ct
 from common.algorithm import Algorithm, TrainingJob
 from common.batch import Batch, Features, issparse
-from common.channels import SHARDED, ChannelSpec, DataChannel
+from common.channels import ChannelSpec, DataChannel
 from common.content_types import MediaType
 from common.encoders import Columns
 from common.errors import UserError
@@ -186,13 +186,8 @@ def _checked_arrays(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarr
 
 def _score_test(model: PCA | None, hp: PCAHyperparameters, job: TrainingJob) -> None:
     """Mean squared reconstruction error of the test rows; sharded test data is summed over hosts."""
-    test = job.channels.get("test")
+    test, sharded = job.test_channel()
     if test is None:
-        if job.cluster.is_leader:
-            log.info("Test data is not provided.")
-        return
-    sharded = test.config.distribution == SHARDED and job.collective.world_size > 1
-    if model is None and not sharded:
         return
     if sharded:
         arrays = job.collective.broadcast(model.arrays() if model else None, root=0)
