@@ -13,7 +13,8 @@ from 2 keep-alive clients, against krcf's score-then-update rate on the same row
 batch API) and its score-only rate. Training: ours on 1,000,000 x 8 rows through the entrypoint (process
 start to exit, recordIO file read included) and in process; krcf's time for 1M updates is extrapolated
 from its measured update rate (said in the output).
-Usage: bench_rcf.py [--rows N] [--train-rows N] [--rrcf-rows N]
+A forest's AUC moves by a few 1e-4 with its seed, so both sides are also scored over --seeds seeds.
+Usage: bench_rcf.py [--rows N] [--train-rows N] [--rrcf-rows N] [--seeds N]
 """
 
 from __future__ import annotations
@@ -58,21 +59,37 @@ def shuttle() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1].astype(np.float32), table[:, -1] == 1
 
 
-def ours_fit(x: np.ndarray) -> tuple[Forest, float]:
+def ours_fit(x: np.ndarray, seed: int = 0) -> tuple[Forest, float]:
     started = time.perf_counter()
     batches = (x[i:i + 1000] for i in range(0, len(x), 1000))
-    samples = sample_stream(batches, TREES, SAMPLES, x.shape[1], Collective(), 0)
-    forest = Forest(Trees.build(samples.per_tree, list(range(TREES))),
+    samples = sample_stream(batches, TREES, SAMPLES, x.shape[1], Collective(), seed * 1000)
+    forest = Forest(Trees.build(samples.per_tree, [seed * 1000 + t for t in range(TREES)]),
                     {"feature_dim": x.shape[1], "num_samples_per_tree": SAMPLES})
     return forest, time.perf_counter() - started
 
 
-def krcf_run(x: np.ndarray) -> dict[str, float | np.ndarray]:
+def krcf_forest(dim: int, seed: int = 1):  # noqa: ANN201 (krcf has no type stubs)
     import krcf
 
-    forest = krcf.RandomCutForest({"dimensions": x.shape[1], "shingle_size": 1, "num_trees": TREES,
-                                   "sample_size": SAMPLES, "output_after": 1, "random_seed": 1,
-                                   "parallel_execution_enabled": False})
+    return krcf.RandomCutForest({"dimensions": dim, "shingle_size": 1, "num_trees": TREES, "sample_size": SAMPLES,
+                                 "output_after": 1, "random_seed": seed, "parallel_execution_enabled": False})
+
+
+def seeded_aucs(x: np.ndarray, labels: np.ndarray, seeds: int) -> tuple[np.ndarray, np.ndarray]:
+    """ROC AUC of ours and of krcf for seeds 1..seeds-1 (seed 0 is the timed run): one seed is noise-sized."""
+    ours, theirs = [], []
+    rows = x.astype(np.float64)
+    for seed in range(1, seeds):
+        ours.append(roc_auc_score(labels, ours_fit(x, seed)[0].score(x)))
+        forest = krcf_forest(x.shape[1], seed + 1)
+        for point in rows:
+            forest.update(point)
+        theirs.append(roc_auc_score(labels, [forest.score(point) for point in rows]))
+    return np.array(ours), np.array(theirs)
+
+
+def krcf_run(x: np.ndarray) -> dict[str, float | np.ndarray]:
+    forest = krcf_forest(x.shape[1])
     rows = x.astype(np.float64)
     started = time.perf_counter()
     for point in rows:
@@ -82,7 +99,7 @@ def krcf_run(x: np.ndarray) -> dict[str, float | np.ndarray]:
     started = time.perf_counter()
     scores = np.array([forest.score(point) for point in rows])
     score_only = time.perf_counter() - started
-    fresh = krcf.RandomCutForest(dict(forest.options()))
+    fresh = krcf_forest(x.shape[1])
     started = time.perf_counter()
     for point in rows:
         fresh.update(point)
@@ -156,6 +173,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--train-rows", type=int, default=1_000_000)
     parser.add_argument("--rrcf-rows", type=int, default=300)
+    parser.add_argument("--seeds", type=int, default=5, help="forests per side for the mean ROC AUC")
     args = parser.parse_args()
     from algorithms.rcf import ALGORITHM
 
@@ -172,9 +190,14 @@ def main() -> None:
         rrcf_scores, rrcf_rate = rrcf_run(x, prefix)
         head = labels[:prefix]
         auc_ours, auc_krcf = roc_auc_score(labels, ours), roc_auc_score(labels, theirs["scores"])
+        more_ours, more_krcf = seeded_aucs(x, labels, args.seeds)
+        all_ours, all_krcf = np.append(more_ours, auc_ours), np.append(more_krcf, auc_krcf)
         rows = [
             ("data", f"{len(x):,} x {x.shape[1]}, {labels.mean():.1%} anomalies; forests {TREES} trees x {SAMPLES}"),
-            ("ROC AUC ours / krcf", f"{auc_ours:.4f} / {auc_krcf:.4f}  (diff {auc_ours - auc_krcf:+.4f})"),
+            ("ROC AUC ours / krcf, seed 0", f"{auc_ours:.4f} / {auc_krcf:.4f}  (diff {auc_ours - auc_krcf:+.4f})"),
+            (f"ROC AUC ours / krcf, mean ± sd of {len(all_ours)} seeds",
+             f"{all_ours.mean():.4f} ± {all_ours.std():.4f} / {all_krcf.mean():.4f} ± {all_krcf.std():.4f}"
+             f"  (diff {all_ours.mean() - all_krcf.mean():+.4f}; min {all_ours.min():.4f} / {all_krcf.min():.4f})"),
             (f"ROC AUC on first {prefix} rows ours / krcf / rrcf",
              " / ".join(f"{roc_auc_score(head, s[:prefix]):.4f}" if head.any() and not head.all() else "n/a"
                         for s in (ours, theirs["scores"], rrcf_scores))),

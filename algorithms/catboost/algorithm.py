@@ -34,6 +34,7 @@ from common.content_types import MediaType
 from common.encoders import Columns
 from common.errors import UserError
 from common.metrics import MetricDefinition
+from common.model_channel import previous_model
 from common.tabular import (
     CLASSIFICATION,
     Table,
@@ -114,13 +115,16 @@ class CatBoost(Algorithm):
         log.info("Training a %s model (%d classes) on %d rows, validating on %d rows, %d features.",
                  problem, num_classes, len(train), len(validation), train.features.shape[1])
         estimator = catboost.CatBoostClassifier if problem == CLASSIFICATION else catboost.CatBoostRegressor
-        try:
-            model = estimator(**params)
-            model.fit(_pool(train), eval_set=_pool(validation), use_best_model=True, log_cout=_Flushing(),
-                      log_cerr=_Flushing())
-        except catboost.CatBoostError as exc:
-            raise UserError(f"CatBoost rejected the job: {str(exc).strip()}") from None
-        info = {"is_trained_on_input_data": True, "problem_type": problem, "num_classes": num_classes,
+        with previous_model(job.paths.data, job.channels) as previous:
+            init_model = str(previous.require(MODEL_FILE, problem, num_classes)) if previous else None
+            try:
+                model = estimator(**params)
+                model.fit(_pool(train), eval_set=_pool(validation), use_best_model=True, log_cout=_Flushing(),
+                          log_cerr=_Flushing(), init_model=init_model)
+            except catboost.CatBoostError as exc:
+                raise UserError(f"CatBoost rejected the job: {str(exc).strip()}") from None
+        info = {**(previous.info if previous else {}),
+                "is_trained_on_input_data": True, "problem_type": problem, "num_classes": num_classes,
                 "categorical_features": list(train.categorical), "best_iteration": model.get_best_iteration(),
                 "catboost_version": catboost.__version__}
         return cls(model, info)

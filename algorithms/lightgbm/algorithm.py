@@ -40,6 +40,7 @@ from common.content_types import MediaType
 from common.encoders import Columns
 from common.errors import UserError
 from common.metrics import MetricDefinition
+from common.model_channel import previous_model
 from common.tabular import (
     CLASSIFICATION,
     Table,
@@ -141,12 +142,15 @@ class LightGBM(Algorithm):
         elif hp.early_stopping_rounds > 0:
             log.warning("Disable early stopping feature in multi-instance training: each host validates on its "
                         "own rows, so hosts could stop at different rounds.")
-        try:
-            booster = lgb.train(params, train_set, hp.num_boost_round, valid_sets=[val_set, train_set],
-                                valid_names=["val", "train"], callbacks=callbacks)
-        except lgb.basic.LightGBMError as exc:
-            raise UserError(f"LightGBM rejected the job: {exc}") from None
-        info = {"is_trained_on_input_data": True, "problem_type": problem, "num_classes": num_classes,
+        with previous_model(job.paths.data, job.channels) as previous:
+            init_model = str(previous.require(MODEL_FILE, problem, num_classes)) if previous else None
+            try:
+                booster = lgb.train(params, train_set, hp.num_boost_round, valid_sets=[val_set, train_set],
+                                    valid_names=["val", "train"], callbacks=callbacks, init_model=init_model)
+            except lgb.basic.LightGBMError as exc:
+                raise UserError(f"LightGBM rejected the job: {exc}") from None
+        info = {**(previous.info if previous else {}),
+                "is_trained_on_input_data": True, "problem_type": problem, "num_classes": num_classes,
                 "categorical_features": list(train.categorical), "best_iteration": booster.best_iteration,
                 "lightgbm_version": lgb.__version__}
         return cls(booster, info)
