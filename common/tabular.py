@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import UserError
+from common.imports import without
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,11 @@ def categorical_columns(path: Path | None, n_columns: int) -> tuple[int, ...]:
 
 def read_tables(files: list[Path], n_columns: int, categorical: tuple[int, ...], strings_ok: bool) -> Table:
     """All rows of `files`: target first, then features; categorical columns validated."""
+    with without("pandas"):  # pyarrow would import it for to_numpy() when installed (common.imports)
+        return _read_tables(files, n_columns, categorical, strings_ok)
+
+
+def _read_tables(files: list[Path], n_columns: int, categorical: tuple[int, ...], strings_ok: bool) -> Table:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from common.distributed import ADDRESSES_VAR, PORT_VAR, TIMEOUT_VAR, Cluster, ClusterError, Collective
+from common.imports import without
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -268,9 +269,9 @@ class _Tracker:
 
 def _serve_tracker(address: str, port: int, workers: int, timeout_s: int) -> None:
     """The tracker's process: says when it listens; ends when the hosts are done, or the leader is."""
-    sys.modules["sklearn"] = None  # xgboost imports it when installed: a second the tracker does not need
-    import xgboost
-    from xgboost.tracker import RabitTracker
+    with without("sklearn", "pandas"):
+        import xgboost
+        from xgboost.tracker import RabitTracker
 
     xgboost.set_config(verbosity=0)  # else it warns about each host's readiness probe (_wait_for_tracker)
     threading.Thread(target=lambda: (sys.stdin.read(), os._exit(3)), daemon=True).start()  # EOF: leader gone

@@ -39,6 +39,7 @@ from common.channels import FILE, ChannelSpec
 from common.content_types import MediaType
 from common.encoders import Columns
 from common.errors import UserError
+from common.imports import without
 from common.metrics import MetricDefinition
 from common.model_channel import previous_model
 from common.tabular import (
@@ -238,23 +239,15 @@ def _agree_on_problem(job: TrainingJob, train: Table, validation: Table, overrid
 
 
 def import_lightgbm() -> Any:
-    """lightgbm, with OpenMP threads that sleep when idle, and without scikit-learn.
+    """lightgbm, with OpenMP threads that sleep when idle, and without scikit-learn or pandas (common.imports).
 
     OMP_WAIT_POLICY=PASSIVE (unless the user set it; it must precede libgomp's load): OpenMP's default
     spin-waiting collapses on shared or busy cores (20 bagged rounds on 1,600 rows took 4.5 s instead of
-    0.02 s on this 2-core machine under load). scikit-learn is not in the image; where it is installed,
-    lightgbm would import it (1.1 s per server worker, pushing the first /ping past 2 s) for the sklearn
-    API we never use, so it is hidden during the import.
+    0.02 s on this 2-core machine under load).
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    hidden = "sklearn" not in sys.modules
-    if hidden:
-        sys.modules["sklearn"] = None  # type: ignore[assignment]
-    try:
+    with without("sklearn", "pandas"):
         import lightgbm
-    finally:
-        if hidden:
-            sys.modules.pop("sklearn", None)
     return lightgbm
 
 
