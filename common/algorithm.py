@@ -102,6 +102,23 @@ class Algorithm(ABC):
         """Compile kernels and touch what the first request would, so it pays nothing extra."""
         return None
 
+    def respond(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str] | None:
+        """The whole response (body, Content-Type) when the model's own code parses and encodes requests
+        (XGBoost's user inference modules); None: the shared readers, `predict` and `encode` answer."""
+        return None
+
+    @classmethod
+    def run_user_script(cls, paths: Paths) -> int | None:
+        """Run the job's own training script instead when the job names one (XGBoost's script mode), before
+        any hyperparameter is checked: the exit code. None: train as declared."""
+        return None
+
+    @classmethod
+    def prepare_serving(cls, model_dir: Path) -> None:
+        """Once, in the server's parent process before workers fork: fetch or install what every worker
+        needs (XGBoost: the user's inference code and its requirements.txt)."""
+        return None
+
     @classmethod
     def warm_up_kernels(cls) -> None:
         """Compile (fill numba's cache for) the algorithm's kernels without a model: image build time."""

@@ -65,7 +65,7 @@ def _run(command: str, rest: list[str]) -> int:
         limit_compute_threads(server_settings()["compute_threads"])
         from common.algorithm import load_algorithm
 
-        load_algorithm(name)  # fail here, clearly, rather than in every worker
+        load_algorithm(name).prepare_serving(paths.model)  # fail here, clearly, rather than in every worker
         logging.getLogger(__name__).info("Serving %s from %s", name, paths.model)
         serve(name, paths.model)
         return 0

@@ -36,6 +36,9 @@ def max_payload_bytes() -> int:
 
 def invoke(model: Algorithm, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str]:
     """Request bytes to response bytes; raises UserError (with its HTTP status) for bad requests."""
+    answered = model.respond(body, content_type, accept)
+    if answered is not None:
+        return answered
     reader = _request_reader(content_type, model.request_types)
     default = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or model.default_accept
     response_type = _response_type(accept, model.response_types, default)

@@ -43,9 +43,12 @@ def prepare_job(algorithm: type[Algorithm], paths: Paths) -> tuple[object, dict[
 
 
 def run_training(algorithm: type[Algorithm], paths: Paths) -> int:
-    """Train; returns the process exit code (0 ok, 1 user error, 2 anything else)."""
+    """Train; returns the process exit code (0 ok, 1 user error, 2 anything else; a user script's own code)."""
     started = time.time()
     try:
+        code = algorithm.run_user_script(paths)
+        if code is not None:
+            return code
         hyperparameters, channels, cluster = prepare_job(algorithm, paths)
         log.info("Final configuration: %s", hyperparameters)
         metrics = MetricsEmitter(cluster.current_host)

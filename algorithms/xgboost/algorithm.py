@@ -3,7 +3,8 @@
 Artifact: `xgboost-model`, XGBoost's native UBJSON (`xgb.Booster().load_model(path)` reads it). Pickled
 models (SageMaker XGBoost before 1.3-1) load only with SAGEMAKER_XGBOOST_ALLOW_PICKLE=true. Several
 `xgboost-model*` files are an ensemble (mean; vote for multi:softmax and binary:hinge) unless
-SAGEMAKER_INFERENCE_ENSEMBLE=false. Response switches: see inference.py.
+SAGEMAKER_INFERENCE_ENSEMBLE=false. Response switches: see inference.py. Framework (script) mode, in the same
+image: script_training.py (a job naming sagemaker_program) and script_serving.py (SAGEMAKER_PROGRAM).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from common.channels import FILE, REPLICATED, ChannelSpec
 from common.content_types import MediaType
 from common.encoders import Columns
 from common.errors import UserError
+from common.paths import Paths
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "xgboost-model"
@@ -66,11 +68,29 @@ class XGBoost(Algorithm):
         model = fit(job)
         return None if model is None else cls([_booster(model, MODEL_FILE)])
 
+    @classmethod
+    def run_user_script(cls, paths: Paths) -> int | None:
+        from algorithms.xgboost import script_training
+
+        return script_training.run_if_requested(paths)
+
+    @classmethod
+    def prepare_serving(cls, model_dir: Path) -> None:
+        from algorithms.xgboost import script_serving
+
+        script_serving.prepare(model_dir)
+
     def save(self, model_dir: Path) -> None:
         (model_dir / MODEL_FILE).write_bytes(bytes(self.boosters[0].save_raw("ubj")))
 
     @classmethod
-    def load(cls, model_dir: Path) -> XGBoost:
+    def load(cls, model_dir: Path) -> Algorithm:
+        """The user's inference module when one is named (script mode, script_serving.py), else the boosters."""
+        from algorithms.xgboost import script_serving
+
+        user_module = script_serving.load(model_dir)
+        if user_module is not None:
+            return user_module
         files = sorted(p for p in model_dir.iterdir() if p.is_file() and not p.name.startswith(".")) \
             if model_dir.is_dir() else []
         named = [p for p in files if p.name.startswith(MODEL_FILE)]

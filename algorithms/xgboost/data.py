@@ -56,6 +56,16 @@ def load(channel: DataChannel, media: MediaType, csv_weights: bool) -> Data:
     return _assemble(batches, channel.name, csv_weights and media.name == ct.CSV)
 
 
+def dmatrix(part: Data, nthread: int = -1) -> Any:
+    """The DMatrix of parsed rows (NaN is missing). Under a multi-host collective, build it inside
+    `collective.run`: XGBoost agrees on the number of columns across hosts there."""
+    import xgboost as xgb
+
+    # A plain DMatrix, as upstream: QuantileDMatrix saves memory for hist but took longer to build here.
+    return xgb.DMatrix(part.features, label=part.labels, weight=part.weights, qid=part.qid, missing=np.nan,
+                       nthread=nthread)
+
+
 def _fast(channel: DataChannel, media: MediaType, csv_weights: bool) -> Data | None:
     """Plain files in File mode, parsed on every core (fastload.py); None: use the streaming readers."""
     from algorithms.xgboost import fastload
