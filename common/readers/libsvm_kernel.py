@@ -8,7 +8,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from common.readers.csv_kernel import _POW10, INF_WORD, INFINITY_WORD, NAN_WORD, _parse_field
+from common.readers.csv_kernel import _POW10, INF_WORD, INFINITY_WORD, NAN_WORD, parse_number
 
 OK, BAD_LABEL, BAD_TOKEN, NO_LABEL = 0, 1, 2, 3
 _NL, _SP, _TAB, _CR, _COLON = 10, 32, 9, 13, 58
@@ -47,10 +47,10 @@ def parse_lines(buf, labelled, indptr, indices, values, labels, weights, qids, n
         if labelled or first:
             if labelled and buf[i] != 45 and buf[i] != 43 and buf[i] != 46 and not (48 <= buf[i] <= 57):
                 return NO_LABEL if not first else BAD_LABEL, row, nnz, line, max_index, saw_weight, saw_qid
-            value, i, ok = _parse_field(buf, i, end, _POW10, nan_word, inf_word, infinity_word)
+            value, i, ok = parse_number(buf, i, end, _POW10, nan_word, inf_word, infinity_word)
             labels[row] = value
             if ok and i < end and buf[i] == _COLON:
-                weight, i, ok = _parse_field(buf, i + 1, end, _POW10, nan_word, inf_word, infinity_word)
+                weight, i, ok = parse_number(buf, i + 1, end, _POW10, nan_word, inf_word, infinity_word)
                 weights[row] = weight
                 saw_weight = True
             if not ok or (i < end and not _blank(buf[i]) and buf[i] != _NL):
@@ -66,7 +66,7 @@ def parse_lines(buf, labelled, indptr, indices, values, labels, weights, qids, n
                 break
             is_qid = i + 4 <= end and buf[i] == 113 and buf[i + 1] == 105 and buf[i + 2] == 100 and buf[i + 3] == 58
             if is_qid:
-                q, i, ok = _parse_field(buf, i + 4, end, _POW10, nan_word, inf_word, infinity_word)
+                q, i, ok = parse_number(buf, i + 4, end, _POW10, nan_word, inf_word, infinity_word)
                 qids[row] = np.int64(q)
                 saw_qid = True
             else:
@@ -78,7 +78,7 @@ def parse_lines(buf, labelled, indptr, indices, values, labels, weights, qids, n
                     i += 1
                 ok = digits > 0 and i < end and buf[i] == _COLON
                 if ok:
-                    value, i, ok = _parse_field(buf, i + 1, end, _POW10, nan_word, inf_word, infinity_word)
+                    value, i, ok = parse_number(buf, i + 1, end, _POW10, nan_word, inf_word, infinity_word)
                     indices[nnz] = index
                     values[nnz] = value
                     nnz += 1

@@ -127,3 +127,19 @@ def test_big_csv_blocks_are_parsed_on_threads_with_continuous_line_numbers(monke
     with pytest.raises(UserError) as caught:
         CsvReader().parse(b"\n".join(lines))
     assert caught.value.message == "Line 39001 of request, column 3: 'oops' is not a number."
+
+
+def test_csv_numbers_in_every_spelling_parse_as_python_does() -> None:
+    """The plain-decimal fast path and the general path agree with float() (to float32) on every form."""
+    rng = np.random.default_rng(7)
+    words = ["0", "-0", "5.", ".5", "-.5", "+1.25", "1e3", "-2.5E-3", " 7.5 ", "nan", "-inf", "Infinity",
+             "123456789012345678", "1234567890123456789012", "0.000000000000000000001", "3.14159265358979323846",
+             "00012.5000", "1.5e+38", "9" * 18 + ".5"]
+    for _ in range(300):
+        digits = "".join(rng.choice(list("0123456789"), rng.integers(1, 20)))
+        cut = int(rng.integers(0, len(digits) + 1))
+        words.append(("-" if rng.random() < 0.5 else "") + digits[:cut] + "." + digits[cut:])
+    body = "\n".join(",".join(words[i:i + 4]) for i in range(0, len(words) - len(words) % 4, 4)).encode()
+    parsed = CsvReader().parse(body).dense().ravel()
+    expected = np.array([float(w) for w in words[:len(parsed)]], np.float64).astype(np.float32)
+    assert np.array_equal(parsed, expected, equal_nan=True)
