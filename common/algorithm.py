@@ -75,6 +75,9 @@ class Algorithm(ABC):
     response_types: ClassVar[tuple[str, ...]] = (ct.JSON, ct.JSONLINES, ct.RECORDIO, ct.CSV)
     default_accept: ClassVar[str] = ct.JSON
     envelope: ClassVar[str] = "predictions"            # the JSON response's top-level key
+    # An empty (or blank) request body: None answers the shared 400 after Content-Type and Accept are checked;
+    # a status (XGBoost: 204, as its image does) answers that status with an empty body before anything else.
+    empty_body_status: ClassVar[int | None] = None
 
     @classmethod
     @abstractmethod

@@ -1,6 +1,8 @@
 """The HTTP contract: a Flask app factory and a pure `invoke` function (spec contract §4).
 
-`create_app` loads the model once, in the calling process (a gunicorn worker, after the fork).
+`create_app` loads the model once, in the calling process (a gunicorn worker, after the fork). An empty
+request body is a 400 from `invoke`, unless the algorithm declares `empty_body_status` (XGBoost: 204): then
+`/invocations` answers that status with no body before looking at anything else.
 """
 
 from __future__ import annotations
@@ -112,6 +114,9 @@ def create_app(algorithm: type[Algorithm], model_dir: Path) -> Flask:
         else:
             try:
                 body = _read_body(environ, limit)
+                if model.empty_body_status is not None and (not body or body.isspace()):
+                    start_response(f"{model.empty_body_status} {HTTPStatus(model.empty_body_status).phrase}", [])
+                    return []
                 payload, mimetype = invoke(model, body, environ.get("CONTENT_TYPE"), environ.get("HTTP_ACCEPT"))
                 status = 200
             except UserError as exc:

@@ -162,7 +162,8 @@ def connect_hosts(cluster: Cluster, port: int, timeout_s: float) -> Iterator[Col
     thread = _XGBoostThread()
     try:
         leader_address = _address(cluster.leader, timeout_s)
-        import xgboost.collective  # noqa: F401 - takes a second or more: not between tracker start and joining
+        with without("sklearn", "pandas"):  # as for the tracker: unless the caller imported xgboost already
+            import xgboost.collective  # noqa: F401 - takes a second or more: not between tracker start and joining
 
         tracker = _Tracker(leader_address, port, cluster, timeout_s) if cluster.is_leader else None
         clean = False

@@ -1,6 +1,7 @@
 """The XGBoost image: SageMaker XGBoost algorithm mode (spec xgboost.md), current (1.7-1 and later) behaviour.
 
-Artifact: `xgboost-model`, XGBoost's native UBJSON (`xgb.Booster().load_model(path)` reads it). Pickled
+Artifact: `xgboost-model`, XGBoost's native UBJSON (`xgb.Booster().load_model(path)` reads it); a `_kfold` job
+(kfold.py) writes one per fold, `xgboost-model-0` .. `xgboost-model-<k * _num_cv_round - 1>`. Pickled
 models (SageMaker XGBoost before 1.3-1) load only with SAGEMAKER_XGBOOST_ALLOW_PICKLE=true. Several
 `xgboost-model*` files are an ensemble (mean; vote for multi:softmax and binary:hinge) unless
 SAGEMAKER_INFERENCE_ENSEMBLE=false. Response switches: see inference.py. Framework (script) mode, in the same
@@ -20,6 +21,7 @@ import numpy as np
 
 from algorithms.xgboost import inference
 from algorithms.xgboost.hyperparameters import XGBoostHyperparameters
+from algorithms.xgboost.lib import xgboost
 from algorithms.xgboost.metrics import definitions
 from common import content_types as ct
 from common.algorithm import Algorithm, TrainingJob
@@ -50,6 +52,7 @@ class XGBoost(Algorithm):
     request_types = (ct.CSV, ct.LIBSVM, ct.RECORDIO, ct.JSON, ct.JSONLINES)
     response_types = (ct.CSV, ct.JSON, ct.JSONLINES, ct.RECORDIO)
     default_accept = ct.CSV
+    empty_body_status = 204  # spec §4.8: an empty body gets 204 and an empty body, before any check
 
     def __init__(self, boosters: list[Any]) -> None:
         self.boosters = boosters
@@ -65,8 +68,8 @@ class XGBoost(Algorithm):
     def train(cls, job: TrainingJob) -> XGBoost | None:
         from algorithms.xgboost.training import fit
 
-        model = fit(job)
-        return None if model is None else cls([_booster(model, MODEL_FILE)])
+        models = fit(job)
+        return None if models is None else cls([_booster(m, n) for m, n in zip(models, model_files(len(models)))])
 
     @classmethod
     def run_user_script(cls, paths: Paths) -> int | None:
@@ -81,7 +84,8 @@ class XGBoost(Algorithm):
         script_serving.prepare(model_dir)
 
     def save(self, model_dir: Path) -> None:
-        (model_dir / MODEL_FILE).write_bytes(bytes(self.boosters[0].save_raw("ubj")))
+        for name, booster in zip(model_files(len(self.boosters)), self.boosters):
+            (model_dir / name).write_bytes(bytes(booster.save_raw("ubj")))
 
     @classmethod
     def load(cls, model_dir: Path) -> Algorithm:
@@ -157,9 +161,13 @@ class XGBoost(Algorithm):
         return batch.features
 
 
-def _booster(raw: bytes, name: str) -> Any:
-    import xgboost as xgb
+def model_files(count: int) -> list[str]:
+    """`xgboost-model`, or a k-fold job's `xgboost-model-0` .. `xgboost-model-<count - 1>`."""
+    return [MODEL_FILE] if count == 1 else [f"{MODEL_FILE}-{i}" for i in range(count)]
 
+
+def _booster(raw: bytes, name: str) -> Any:
+    xgb = xgboost()
     if raw[:1] == b"\x80":  # a pickle (protocol 2 and later)
         return _unpickle(raw, name)
     booster = xgb.Booster()

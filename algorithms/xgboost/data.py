@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from algorithms.xgboost.lib import xgboost
 from common import content_types as ct
 from common.batch import Batch
 from common.channels import PIPE, DataChannel
@@ -59,8 +60,7 @@ def load(channel: DataChannel, media: MediaType, csv_weights: bool) -> Data:
 def dmatrix(part: Data, nthread: int = -1) -> Any:
     """The DMatrix of parsed rows (NaN is missing). Under a multi-host collective, build it inside
     `collective.run`: XGBoost agrees on the number of columns across hosts there."""
-    import xgboost as xgb
-
+    xgb = xgboost()
     # A plain DMatrix, as upstream: QuantileDMatrix saves memory for hist but took longer to build here.
     return xgb.DMatrix(part.features, label=part.labels, weight=part.weights, qid=part.qid, missing=np.nan,
                        nthread=nthread)
@@ -161,6 +161,37 @@ def _assemble(batches: list[Batch], channel: str, weighted_csv: bool) -> Data:
     if any(getattr(b, "qid", None) is not None for b in batches):
         qid = np.concatenate([_or(getattr(b, "qid", None), len(b), 0, np.int64) for b in batches])
     return Data(_stack(batches), labels, weights, qid, segments)
+
+
+def combine(train: Data, validation: Data | None) -> Data:
+    """The train rows, then the validation rows, as one data set (k-fold cross-validation)."""
+    if validation is None or not len(validation):
+        return train
+    if not len(train):
+        return validation
+    parts = (train, validation)
+    widths = [p.features.shape[1] for p in parts]
+    if any(_is_sparse(p.features) for p in parts):
+        import scipy.sparse as sp
+
+        matrices = [sp.csr_matrix(p.features) for p in parts]
+        features: Any = sp.vstack([sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], max(widths)))
+                                   for m in matrices], format="csr")
+    elif widths[0] != widths[1]:
+        raise UserError(f"The validation channel has {widths[1]} feature columns but the train channel has "
+                        f"{widths[0]}; they need the same columns.")
+    else:
+        features = np.concatenate([p.features for p in parts])
+    weights = qid = None
+    if any(p.weights is not None for p in parts):
+        weights = np.concatenate([_or(p.weights, len(p), 1.0, np.float32) for p in parts])
+    if any(p.qid is not None for p in parts):
+        qid = np.concatenate([_or(p.qid, len(p), 0, np.int64) for p in parts])
+    return Data(features, np.concatenate([p.labels for p in parts]), weights, qid, train.segments + validation.segments)
+
+
+def _is_sparse(features: Any) -> bool:
+    return hasattr(features, "tocsr")
 
 
 def _or(array: np.ndarray | None, rows: int, fill: float, dtype: type) -> np.ndarray:

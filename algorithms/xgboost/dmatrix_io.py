@@ -1,6 +1,7 @@
 """DMatrix in, bytes out, for script mode: what `sagemaker_xgboost_container`'s data_utils and encoder give
 training scripts, and the default input_fn / output_fn of user inference modules. All parsing is the shared
-readers' (common/readers) and algorithm mode's (data.py)."""
+readers' (common/readers) and algorithm mode's (data.py). Script mode imports xgboost plainly, so that the
+user's code keeps its scikit-learn API (algorithm mode hides scikit-learn: lib.py)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,8 @@ def channel_dmatrix(path: str | os.PathLike, content_type: str, csv_weights: int
     if media.name not in TRAINING_TYPES:
         raise UserError(f"{content_type} is not an accepted ContentType: use csv, libsvm, parquet or "
                         "recordio-protobuf (or their text/csv, text/libsvm, ... names).")
+    import xgboost  # noqa: F401 - script mode: a plain import first, scikit-learn API included (lib.py)
+
     location = Path(path)
     if not (Path(f"{location}_0") if is_pipe else location).exists():
         log.info("Data path %s does not exist.", location)

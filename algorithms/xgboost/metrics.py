@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from algorithms.xgboost.lib import xgboost
 from algorithms.xgboost.metric_names import CONTAINER_METRICS, GUIDE_OBJECTIVES, VALIDATION_ONLY, maximize
 from common.metrics import MetricDefinition, format_value
 
@@ -92,8 +93,7 @@ def _classes(predt: np.ndarray, objective: str, threshold: float, rows: int) -> 
 
 
 def _summed(stats: np.ndarray) -> np.ndarray:
-    from xgboost import collective
-
+    collective = xgboost().collective
     if collective.is_distributed():
         return np.asarray(collective.allreduce(stats, collective.Op.SUM))
     return stats

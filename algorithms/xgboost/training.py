@@ -1,21 +1,26 @@
-"""Algorithm-mode training (spec xgboost.md §1.3, §5-7): data, metrics, early stopping, checkpoints, hosts.
+"""Algorithm-mode training (spec xgboost.md §1.3, §5-7): data, metrics, early stopping, checkpoints, hosts, k-fold.
 
 Every host parses its own files; DMatrix and xgb.train run through `collective.run`, on the thread where
 XGBoost's collective lives, so gradient statistics, column counts and metrics are summed over hosts.
-A host without data takes part with zero rows (nothing is dropped) and saves nothing.
+A host without data takes part with zero rows (nothing is dropped) and saves nothing. With `_kfold`
+(kfold.py) every host splits its own rows into the same number of folds and the hosts train fold after fold
+together; each writes the out-of-fold predictions of its rows.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import xgboost as xgb
 
 from algorithms.xgboost import data as data_module
+from algorithms.xgboost import kfold
+from algorithms.xgboost.algorithm import MODEL_FILE, model_files
 from algorithms.xgboost.checkpointing import XGBoostCheckpoints
 from algorithms.xgboost.hyperparameters import XGBoostHyperparameters
+from algorithms.xgboost.lib import xgboost
 from algorithms.xgboost.metric_names import CONTAINER_METRICS, maximize
 from algorithms.xgboost.metrics import container_metric, format_line, print_line
 from common.algorithm import TrainingJob
@@ -23,6 +28,7 @@ from common.errors import UserError
 from common.paths import read_json
 
 log = logging.getLogger(__name__)
+xgb = xgboost()  # this module is imported only when algorithm-mode training starts (algorithm.py)
 CUSTOMER_ERRORS = (
     "label must be in [0,1] for logistic regression", "label must be in [0, num_class)",
     "Target is multiclass but average='binary'", "feature_names mismatch",
@@ -32,11 +38,14 @@ CUSTOMER_ERRORS = (
 )
 DATA_DIVISION_HELP = ("see 'How to split data' for distributed XGBoost training in the SageMaker developer guide: "
                       "give each instance at least one file")
+Resume = tuple[int, bytes | None]  # (rounds already done, the checkpoint's model)
 
 
-def fit(job: TrainingJob) -> bytes | None:
-    """Train; the leader gets the model (UBJSON bytes), other hosts None."""
+def fit(job: TrainingJob) -> list[bytes] | None:
+    """Train; the leader gets the models (UBJSON bytes: one, or one per k-fold fold), other hosts None."""
     hp: XGBoostHyperparameters = job.hyperparameters
+    raw = read_json(job.paths.hyperparameters, default={})
+    cv = kfold.settings(raw)
     train_channel, val_channel = job.channels["train"], job.channels.get("validation")
     media = train_channel.config.media
     data_module.warn_duplicates(train_channel, val_channel)
@@ -46,42 +55,125 @@ def fit(job: TrainingJob) -> bytes | None:
     for part in (train, validation):
         if part is not None:
             data_module.check_labels(part, hp.objective_name, hp.num_class)
+    if cv is not None:
+        train, validation = _cross_validation_rows(job, cv, train, validation), None
     params = hp.params()
-    metrics, stop_metric = _metrics(hp, job)
+    metrics, stop_metric = _metrics(hp, job, raw, validation is not None or cv is not None)
     builtin = [m for m in metrics if m not in CONTAINER_METRICS]
     if builtin:
         params["eval_metric"] = builtin
-    start, resumed = _resume(job, hp)
-    rounds = hp.num_round - start
-    if rounds <= 0:
-        log.info("The checkpoint already has all %d rounds.", hp.num_round)
-        return resumed if job.cluster.is_leader else None
+    boosting = _Boosting(job, hp, params, metrics, stop_metric)
     leader = job.cluster.is_leader
-    checkpoints = _checkpoints(job)
+    hosts = "Distributed" if job.cluster.world_size > 1 else "Single node"
+    if cv is not None:
+        resumes = [_resume(job, hp, _checkpoints(job, f"model-{i}"), f"model-{i}/") for i in range(cv.models)]
+        log.info("%s training: %d-round %d-fold cross-validation on %d rows.", hosts, cv.repeats, cv.folds, len(train))
+        models, out_of_fold = _run(job, lambda: _cross_validate(boosting, cv, train, resumes))
+        if len(train):
+            out_of_fold.save(job.paths.output_data)
+        return models if leader else None
+    start, resumed = _resume(job, hp, _checkpoints(job))
+    if hp.num_round - start <= 0:
+        log.info("The checkpoint already has all %d rounds.", hp.num_round)
+        return [resumed] if leader and resumed is not None else None
 
-    def work() -> bytes:
-        dtrain = _dmatrix(train, params)
-        evals = [(dtrain, "train")]
-        if validation is not None:
-            evals.append((_dmatrix(validation, params), "validation"))
-        callbacks: list[Any] = [_Monitor(job, start, leader, checkpoints, hp.save_model_on_termination == "true")]
-        if hp.early_stopping_rounds and validation is not None:  # no metric named: XGBoost's default one
+    def work() -> list[bytes]:
+        dtrain = data_module.dmatrix(train, params.get("nthread", -1))
+        dval = None if validation is None else data_module.dmatrix(validation, params.get("nthread", -1))
+        booster = boosting.train(dtrain, dval, (start, resumed), _checkpoints(job), MODEL_FILE)
+        return [bytes(booster.save_raw("ubj"))]
+
+    log.info("%s training on %d rows.", hosts, len(train))
+    models = _run(job, work)
+    return models if leader else None
+
+
+@dataclass
+class _Boosting:
+    """What every xgb.train call of a job shares."""
+
+    job: TrainingJob
+    hp: XGBoostHyperparameters
+    params: dict[str, Any]
+    metrics: list[str]
+    stop_metric: str | None
+
+    def __post_init__(self) -> None:
+        self.custom_metric = container_metric(self.metrics, self.hp.objective_name, self.hp.num_class)
+
+    def train(self, dtrain: Any, dval: Any | None, resume: Resume, checkpoints: XGBoostCheckpoints | None,
+              model_file: str) -> Any:
+        start, resumed = resume
+        evals = [(dtrain, "train")] + ([(dval, "validation")] if dval is not None else [])
+        callbacks: list[Any] = [_Monitor(self.job, start, checkpoints,
+                                         model_file if self.hp.save_model_on_termination == "true" else None)]
+        if self.hp.early_stopping_rounds and dval is not None:  # no metric named: XGBoost's default one
             callbacks.append(xgb.callback.EarlyStopping(
-                rounds=hp.early_stopping_rounds, metric_name=stop_metric, data_name="validation",
-                maximize=maximize(stop_metric) if stop_metric else None, save_best=True))
-        booster = xgb.train(params, dtrain, num_boost_round=rounds, evals=evals, verbose_eval=False,
-                            custom_metric=container_metric(metrics, hp.objective_name, hp.num_class),
-                            xgb_model=bytearray(resumed) if resumed else None, callbacks=callbacks)
-        return bytes(booster.save_raw("ubj"))
+                rounds=self.hp.early_stopping_rounds, metric_name=self.stop_metric, data_name="validation",
+                maximize=maximize(self.stop_metric) if self.stop_metric else None, save_best=True))
+        return xgb.train(self.params, dtrain, num_boost_round=self.hp.num_round - start, evals=evals,
+                         verbose_eval=False, custom_metric=self.custom_metric,
+                         xgb_model=bytearray(resumed) if resumed else None, callbacks=callbacks)
 
-    log.info("%s training on %d rows.", "Distributed" if job.cluster.world_size > 1 else "Single node", len(train))
+    def scores(self, booster: Any, dtrain: Any, dval: Any) -> dict[tuple[str, str], float]:
+        """The model's metrics on both sets, as the last evaluation line would print them."""
+        return kfold.scores(booster.eval_set([(dtrain, "train"), (dval, "validation")], 0, self.custom_metric,
+                                             output_margin=False))
+
+
+def _cross_validate(boosting: _Boosting, cv: kfold.CrossValidation, rows: data_module.Data,
+                    resumes: list[Resume]) -> tuple[list[bytes], kfold.OutOfFold]:
+    hp, leader = boosting.hp, boosting.job.cluster.is_leader
+    objective = hp.objective_name
+    classification = kfold.is_classification(objective)
+    everything = data_module.dmatrix(rows, boosting.params.get("nthread", -1))
+    folds = kfold.split(rows.labels, cv, classification, hp.seed or 0)
+    names = model_files(cv.models)
+    out_of_fold = kfold.OutOfFold(rows.labels, cv.repeats, classification)
+    models, fold_scores = [], []
+    for number, (train_rows, held_out) in enumerate(folds):
+        log.info("Train cross validation fold %d (model %d of %d).", number % cv.folds + 1, number + 1, cv.models)
+        dtrain, dval = everything.slice(train_rows), everything.slice(held_out)
+        start, resumed = resumes[number]
+        if hp.num_round - start <= 0:
+            log.info("The checkpoint of fold model %d already has all %d rounds.", number, hp.num_round)
+            booster = xgb.Booster()
+            booster.load_model(bytearray(resumed or b""))
+        else:
+            booster = boosting.train(dtrain, dval, resumes[number], _checkpoints(boosting.job, f"model-{number}"),
+                                     names[number])
+        fold_scores.append(boosting.scores(booster, dtrain, dval))
+        out_of_fold.record(held_out, number // cv.folds, kfold.fold_predictions(booster, dval, objective))
+        models.append(bytes(booster.save_raw("ubj")))
+        if (number + 1) % cv.folds == 0 and leader:
+            log.info("The metrics of round %d cross validation", (number + 1) // cv.folds)
+            print_line(kfold.summary_line(hp.num_round, fold_scores[-cv.folds:]))
+    if cv.repeats > 1 and leader:
+        log.info("The overall metrics of %d-round cross validation", cv.repeats)
+        print_line(kfold.summary_line(hp.num_round, fold_scores))
+    return models, out_of_fold
+
+
+def _cross_validation_rows(job: TrainingJob, cv: kfold.CrossValidation, train: data_module.Data,
+                           validation: data_module.Data | None) -> data_module.Data:
+    rows = data_module.combine(train, validation)
+    if rows.qid is not None:
+        raise UserError("_kfold cannot split ranking data (rows with qid): XGBoost keeps query groups whole. "
+                        "Train without _kfold.")
+    if job.cluster.world_size == 1 and len(rows) < cv.folds:
+        raise UserError(f"_kfold={cv.folds} needs at least {cv.folds} rows to hold out, but the train and "
+                        f"validation channels hold {len(rows)}.")
+    return rows
+
+
+def _run(job: TrainingJob, work: Any) -> Any:
+    """`work()` where XGBoost sees the hosts, its errors classified."""
     try:
-        model = job.collective.run(work)
+        return job.collective.run(work)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - XGBoost's errors: the user's (known texts) or ours
         raise _classify(exc, job) from None
-    return model if leader else None
 
 
 def _check_rows(job: TrainingJob, train: data_module.Data, validation: data_module.Data | None) -> None:
@@ -100,18 +192,16 @@ def _check_rows(job: TrainingJob, train: data_module.Data, validation: data_modu
                     DATA_DIVISION_HELP)
 
 
-def _metrics(hp: XGBoostHyperparameters, job: TrainingJob) -> tuple[list[str], str | None]:
+def _metrics(hp: XGBoostHyperparameters, job: TrainingJob, raw: dict[str, Any],
+             validated: bool) -> tuple[list[str], str | None]:
     """The metrics to print, and the early-stopping metric (HPO objective, else the last one listed)."""
     metrics = list(hp.eval_metric or ())
-    raw = read_json(job.paths.hyperparameters, default={})
     tuning = str(raw.get("_tuning_objective_metric", "")).strip().strip('"')
     tuned = tuning.split(":", 1)[1] if ":" in tuning else ""
-    if "_kfold" in raw:
-        log.warning("_kfold cross-validation is not implemented in this image; training one model instead.")
     if tuned and tuned not in metrics:
         metrics = sorted([*metrics, tuned])  # upstream sorts the union so hosts agree on the order
     stop = tuned or (metrics[-1] if metrics else None)
-    if hp.early_stopping_rounds and "validation" not in job.channels:
+    if hp.early_stopping_rounds and not validated:
         log.warning("early_stopping_rounds needs a validation channel; training runs all %d rounds.", hp.num_round)
     elif hp.early_stopping_rounds and not stop:
         log.info("early_stopping_rounds without eval_metric: stopping on XGBoost's default metric for %s "
@@ -119,29 +209,26 @@ def _metrics(hp: XGBoostHyperparameters, job: TrainingJob) -> tuple[list[str], s
     return metrics, stop
 
 
-def _checkpoints(job: TrainingJob) -> XGBoostCheckpoints | None:
-    """Checkpoints are on when checkpointconfig.json exists (SageMaker writes it for CheckpointConfig)."""
+def _checkpoints(job: TrainingJob, folder: str = "") -> XGBoostCheckpoints | None:
+    """Checkpoints are on when checkpointconfig.json exists (SageMaker writes it for CheckpointConfig); k-fold
+    keeps each fold model's in its own folder `model-<i>`, as upstream."""
     if not job.paths.checkpoint_config.exists():
         return None
-    return XGBoostCheckpoints(job.paths.checkpoints)
+    return XGBoostCheckpoints(job.paths.checkpoints / folder if folder else job.paths.checkpoints)
 
 
-def _resume(job: TrainingJob, hp: XGBoostHyperparameters) -> tuple[int, bytes | None]:
+def _resume(job: TrainingJob, hp: XGBoostHyperparameters, checkpoints: XGBoostCheckpoints | None,
+            folder: str = "") -> Resume:
     """(rounds already done, model) from the leader's newest checkpoint, the same on every host."""
-    checkpoints = _checkpoints(job)
     latest = checkpoints.latest() if checkpoints is not None and job.cluster.is_leader else None
     if job.cluster.world_size > 1:
         latest = job.collective.broadcast(latest)
     if latest is None:
         return 0, None
     number, model = latest
-    log.info("Resuming from checkpoint xgboost-checkpoint.%d: %d of %d rounds left.", number,
+    log.info("Resuming from checkpoint %sxgboost-checkpoint.%d: %d of %d rounds left.", folder, number,
              max(0, hp.num_round - number - 1), hp.num_round)
     return number + 1, model
-
-
-def _dmatrix(part: data_module.Data, params: dict[str, Any]) -> Any:
-    return data_module.dmatrix(part, params.get("nthread", -1))
 
 
 def _classify(exc: Exception, job: TrainingJob) -> Exception:
@@ -162,13 +249,14 @@ def _first_line(text: str) -> str:
 
 
 class _Monitor(xgb.callback.TrainingCallback):
-    """Prints XGBoost's evaluation line (leader only), keeps the watchdog fed, writes checkpoints."""
+    """Prints XGBoost's evaluation line (leader only), keeps the watchdog fed, writes checkpoints and, with
+    save_model_on_termination, the model file after every round."""
 
-    def __init__(self, job: TrainingJob, offset: int, leader: bool, checkpoints: XGBoostCheckpoints | None,
-                 save_each_round: bool) -> None:
+    def __init__(self, job: TrainingJob, offset: int, checkpoints: XGBoostCheckpoints | None,
+                 model_file: str | None) -> None:
         super().__init__()
-        self.job, self.offset, self.leader = job, offset, leader
-        self.checkpoints, self.save_each_round = checkpoints, save_each_round
+        self.job, self.offset, self.leader = job, offset, job.cluster.is_leader
+        self.checkpoints, self.model_file = checkpoints, model_file
 
     def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
         self.job.collective.alive()
@@ -179,11 +267,11 @@ class _Monitor(xgb.callback.TrainingCallback):
                   for d, by_metric in evals_log.items() for m, v in by_metric.items()]
         if scores:
             print_line(format_line(number, scores))
-        if self.checkpoints is not None or self.save_each_round:
+        if self.checkpoints is not None or self.model_file is not None:
             raw = bytes(model.save_raw("ubj"))
             if self.checkpoints is not None:
                 self.checkpoints.save(number, raw)
-            if self.save_each_round:
+            if self.model_file is not None:
                 self.job.paths.model.mkdir(parents=True, exist_ok=True)
-                (self.job.paths.model / "xgboost-model").write_bytes(raw)
+                (self.job.paths.model / self.model_file).write_bytes(raw)
         return False

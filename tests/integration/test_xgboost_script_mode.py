@@ -194,7 +194,7 @@ def test_two_hosts_train_one_model_with_rabit_run(tmp_path: Path) -> None:
     code.mkdir()
     shutil.copy(FIXTURES / "distributed_train.py", code / "distributed_train.py")
     hosts = ["algo-1", "algo-2"]
-    # Like the image, without scikit-learn: xgboost imports it when installed, 1.5 s per process on 2 cores.
+    # Without scikit-learn (the script does not use it): xgboost imports it when installed, 1.5 s per process.
     (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules.setdefault('sklearn', None)\n")
     env = {"OMP_NUM_THREADS": "1", "ALGO_HOST_ADDRESSES": json.dumps({h: "127.0.0.1" for h in hosts}),
            "ALGO_COLLECTIVE_PORT": str(free_port()), "ALGO_COLLECTIVE_TIMEOUT": "60",

@@ -115,3 +115,22 @@ def test_unloadable_model_fails_ping_but_server_answers(tmp_path: Path) -> None:
     assert ping.status_code == 500 and b"model_algo-1" in ping.data
     assert _post(client, CSV_BODY).status_code == 503
     assert json.dumps(ping.data.decode())
+
+
+def test_empty_body_is_the_algorithms_declared_status(client, tmp_path: Path) -> None:
+    """XGBoost declares empty_body_status=204 (its image answers so, before any check); others keep the 400."""
+    import xgboost as xgb
+
+    from algorithms.xgboost.algorithm import XGBoost
+
+    x = np.array([[0.0, 1.0], [1.0, 0.0]] * 5)
+    folder = tmp_path / "xgboost"
+    folder.mkdir()
+    XGBoost([xgb.train({}, xgb.DMatrix(x, label=x[:, 0]), 2)]).save(folder)
+    xgboost_client = create_app(XGBoost, folder).test_client()
+    for body, content_type in ((b"", "text/csv"), (b" \n", "text/csv"), (b"", "image/png"), (b"", None)):
+        response = _post(xgboost_client, body, content_type)
+        assert (response.status_code, response.data) == (204, b""), (body, content_type)
+    assert _post(xgboost_client, b"1,0\n", "text/csv").status_code == 200
+    refused = _post(client, b"", "text/csv")  # k-means
+    assert (refused.status_code, refused.data) == (400, b"The request body is empty; send at least one row.\n")

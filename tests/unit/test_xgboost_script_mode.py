@@ -293,3 +293,43 @@ def test_code_saved_in_the_model_is_found_without_variables(served: dict, monkey
     assert content_type == "application/json" and json.loads(body)[0] > 0.5
     shutil.rmtree(saved)
     assert script_serving.load(served["model"]) is None  # algorithm mode again
+
+
+SKLEARN_MODEL_FN = """
+import os
+import xgboost as xgb
+
+def model_fn(model_dir):
+    model = xgb.XGBClassifier()  # xgboost's scikit-learn API: needs xgboost imported with scikit-learn
+    model.load_model(os.path.join(model_dir, "native.json"))
+    return model
+
+def predict_fn(data, model):
+    return model.get_booster().predict(data)
+"""
+SERVE_AND_LIST_IMPORTS = ("import pathlib, sys; from common.serving import create_app; "
+                          "from algorithms.xgboost import ALGORITHM; "
+                          "client = create_app(ALGORITHM, pathlib.Path(sys.argv[1])).test_client(); "
+                          "assert client.get('/ping').status_code == 200, client.get('/ping').text; "
+                          "print(sorted(m for m in ('sklearn', 'pandas') if m in sys.modules))")
+
+
+def test_algorithm_mode_serving_hides_scikit_learn_and_a_user_module_gets_it(served: dict) -> None:
+    pytest.importorskip("sklearn")
+    pytest.importorskip("pandas")
+    import subprocess
+
+    from common.local import entrypoint_env
+
+    base = served["model"].parent
+    algorithm_mode = served["model"].parent.parent / "algorithm_model"
+    algorithm_mode.mkdir()
+    shutil.copy(served["model"] / "native.json", algorithm_mode / "xgboost-model")
+    shown = subprocess.run([sys.executable, "-c", SERVE_AND_LIST_IMPORTS, str(algorithm_mode)], text=True,
+                           capture_output=True, env=entrypoint_env("xgboost", base))
+    assert shown.stdout.strip() == "[]", shown.stderr  # the booster loads through lib.py
+    (served["code"] / "inference.py").write_text(SKLEARN_MODEL_FN)
+    user = {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": str(served["code"])}
+    shown = subprocess.run([sys.executable, "-c", SERVE_AND_LIST_IMPORTS, str(served["model"])], text=True,
+                           capture_output=True, env=entrypoint_env("xgboost", base, user))
+    assert "sklearn" in shown.stdout, shown.stderr  # the user's module was imported first

@@ -23,6 +23,7 @@ def rabit_run(exec_fun: Callable[..., Any], args: dict[str, Any], include_in_tra
               current_host: str, first_port: int | None = None, second_port: int | None = None,
               update_rabit_args: bool = False) -> Any:
     """Run `exec_fun(**args)` on the hosts that have data (with `is_master` added when update_rabit_args)."""
+    import xgboost  # noqa: F401 - before connect(), which imports it without scikit-learn: the script may use it
     ordered = tuple(sorted(hosts))
     with connect(Cluster(ordered, current_host), port=first_port) as collective:
         records = collective.allgather({"host": current_host, "include_in_training": bool(include_in_training)})
