@@ -27,8 +27,11 @@ sdk-venv: .venv-sdk/.installed
 demo: install
 	$(PY) -m common.demo
 
+# Then the container stage: one image built and run for real when an engine answers, or when
+# CI=true and podman can be set up (docker/container-stage.sh says why it skips; CONTAINER_TESTS=0).
 test: install
 	$(PY) -m pytest -q -m "not slow and not container" $(PYTEST_ARGS)
+	@MAKE="$(MAKE)" PY=$(PY) sh docker/container-stage.sh
 
 test-slow: install
 	$(PY) -m pytest -q -m "slow" $(PYTEST_ARGS)

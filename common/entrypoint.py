@@ -32,6 +32,17 @@ def setup_logging(stream: object = sys.stdout) -> None:
     )
 
 
+def _stop(signum: int, _frame: object) -> None:
+    """SIGTERM: unwind through SystemExit. Raised inside a C library's callback into Python (LightGBM
+    logs through ctypes) the exception is swallowed, so a timer ends the process 5 seconds later."""
+    import threading
+
+    timer = threading.Timer(5.0, os._exit, (128 + signum,))
+    timer.daemon = True
+    timer.start()
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "help"):
@@ -44,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(sys.stdout if command in ("train", "serve") else sys.stderr)
     if command != "serve":
         # As PID 1 Python ignores SIGTERM unless it handles it; SageMaker stops a job with SIGTERM.
-        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+        signal.signal(signal.SIGTERM, _stop)
     from common.errors import UserError
 
     try:

@@ -2,7 +2,7 @@
 
     python docker/images.py names               kmeans pca ...
     python docker/images.py build-args NAME     --build-arg BASE=... --build-arg ALGORITHM=... ...
-    python docker/images.py get NAME FIELD      one of: algorithm, base, requirements
+    python docker/images.py get NAME FIELD      one of: algorithm, base, requirements, system_packages
 
 An entry whose algorithm folder does not exist yet is skipped with a warning, so an image
 can be listed before its code lands without breaking every other target.
@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-FIELDS = ("algorithm", "base", "requirements")
+FIELDS = ("algorithm", "base", "requirements", "system_packages")
 SAFE = re.compile(r"[A-Za-z0-9._/:@-]+")
 
 
@@ -28,9 +28,11 @@ class Image:
     algorithm: str    # folder under algorithms/, and the image's ALGORITHM
     base: str         # FROM image
     requirements: str  # installed after common/requirements.txt, relative to the repository
+    system_packages: str = ""  # Debian packages, comma-separated (the Makefile passes no spaces)
 
     def build_args(self) -> dict[str, str]:
-        return {"BASE": self.base, "ALGORITHM": self.algorithm, "REQUIREMENTS": self.requirements}
+        return {"BASE": self.base, "ALGORITHM": self.algorithm, "REQUIREMENTS": self.requirements,
+                "SYSTEM_PACKAGES": self.system_packages}
 
 
 def load(path: Path = REPO / "images.yaml") -> dict[str, Image]:
@@ -50,10 +52,12 @@ def load(path: Path = REPO / "images.yaml") -> dict[str, Image]:
         if not (REPO / requirements).is_file():
             raise SystemExit(f"images.yaml: {name}: {requirements} is missing (an empty file will do)")
         base = entry.get("base", defaults.get("base", "python:3.11-slim-bookworm"))
-        for value in (algorithm, base, requirements):
+        packages = entry.get("system_packages") or []
+        packages = packages.split() if isinstance(packages, str) else [str(p) for p in packages]
+        for value in (algorithm, base, requirements, *packages):
             if not SAFE.fullmatch(str(value)):  # the Makefile passes them unquoted
                 raise SystemExit(f"images.yaml: {name}: '{value}' may only use letters, digits and ._/:@-")
-        images[name] = Image(name, algorithm, base, requirements)
+        images[name] = Image(name, algorithm, base, requirements, ",".join(packages))
     return images
 
 

@@ -11,7 +11,7 @@ ENGINE=${ENGINE:-podman}
 rootfs=$(mktemp -d /tmp/base-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
 
-debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
     bookworm "$rootfs" "$MIRROR"
 # Slim like debian:*-slim: no docs but the copyright files, man pages or locales, now or in later
 # installs; and no downloaded packages, package lists or logs.
