@@ -111,7 +111,12 @@ def load_libsvm(files: list[Path]) -> dict[str, Any] | None:
     del found
     try:
         with ThreadPoolExecutor(os.cpu_count()) as pool:
-            results = list(pool.map(lambda r: libsvm_kernel.parse(r[0], True), ranges))
+            sizes = list(pool.map(lambda r: libsvm_kernel.capacities(r[0]), ranges))
+            starts = np.concatenate([[0], np.cumsum([pairs for _, pairs in sizes])]).astype(np.int64)
+            all_indices, all_values = np.empty(starts[-1], np.int32), np.empty(starts[-1], np.float32)
+            results = list(pool.map(lambda k: libsvm_kernel.parse(
+                ranges[k][0], True, sizes[k], all_indices[starts[k]:starts[k + 1]],
+                all_values[starts[k]:starts[k + 1]]), range(len(ranges))))
         per_file = _rows_per_file(ranges, [r[1] for r in results])
     finally:
         ranges.clear()
@@ -122,8 +127,11 @@ def load_libsvm(files: list[Path]) -> dict[str, Any] | None:
     shifts = np.cumsum([0] + [len(v) for v in values[:-1]])
     indptr = np.concatenate([indptrs[0][:1]] + [p[1:] + s for p, s in zip(indptrs, shifts)])
     width = max(r[3] for r in results) + 1
-    features = sp.csr_matrix((np.concatenate(values), np.concatenate(indices), indptr),
-                             shape=(len(indptr) - 1, width))
+    if all(len(v) == size[1] for v, size in zip(values, sizes)):  # every colon was a pair: no gaps, no copy
+        indices, values = all_indices, all_values
+    else:  # weights, qid: close the gaps
+        indices, values = np.concatenate(indices), np.concatenate(values)
+    features = sp.csr_matrix((values, indices, indptr), shape=(len(indptr) - 1, width))
     return {"features": features, "labels": np.concatenate(labels), "rows_per_file": per_file,
             "weights": np.concatenate(weights) if any(r[4] for r in results) else None,
             "qid": np.concatenate(qids) if any(r[5] for r in results) else None}

@@ -93,13 +93,28 @@ def parse_lines(buf, labelled, indptr, indices, values, labels, weights, qids, n
     return OK, row, nnz, line, max_index, saw_weight, saw_qid
 
 
-def parse(buf: np.ndarray, labelled: bool) -> tuple:
-    """(status, rows, line, max_index, saw_weight, saw_qid, indptr, indices, values, labels, weights, qids)."""
-    capacity = int(np.count_nonzero(buf == _NL)) + 1
-    nnz_capacity = int(np.count_nonzero(buf == _COLON))
+@numba.njit(cache=True, nogil=True)
+def capacities(buf):
+    """(rows, index:value pairs) that a parse of `buf` can produce at most: lines and colons, in one pass."""
+    lines, colons = 1, 0
+    for c in buf:
+        if c == _NL:
+            lines += 1
+        elif c == _COLON:
+            colons += 1
+    return lines, colons
+
+
+def parse(buf: np.ndarray, labelled: bool, sizes: tuple[int, int] | None = None,
+          indices: np.ndarray | None = None, values: np.ndarray | None = None) -> tuple:
+    """(status, rows, line, max_index, saw_weight, saw_qid, indptr, indices, values, labels, weights, qids).
+
+    `sizes` is `capacities(buf)` when the caller has it; `indices` and `values` may be views of the caller's
+    arrays (as long as the pairs) so that several ranges parse straight into one CSR matrix."""
+    capacity, nnz_capacity = capacities(buf) if sizes is None else sizes
     indptr = np.empty(capacity + 1, np.int64)
-    indices = np.empty(nnz_capacity, np.int32)
-    values = np.empty(nnz_capacity, np.float32)
+    indices = np.empty(nnz_capacity, np.int32) if indices is None else indices
+    values = np.empty(nnz_capacity, np.float32) if values is None else values
     labels = np.empty(capacity, np.float32)
     weights = np.empty(capacity, np.float32)
     qids = np.empty(capacity, np.int64)
