@@ -36,6 +36,18 @@ def _match_word(buf, i, end, word):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _digits(buf, i, end, mantissa):
+    """Decimal digits from i appended to mantissa: (mantissa, index after the last digit)."""
+    while i < end:
+        digit = np.int64(buf[i]) - 48
+        if digit < 0 or digit > 9:
+            break
+        mantissa = mantissa * 10 + digit
+        i += 1
+    return mantissa, i
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _parse_plain(buf, i, end, pow10):
     """The common case, 3-4x faster than the general path: [-]digits[.digits] with at most 18 digits and no
     exponent, so the digits fit an int64 and one division by an exact power of ten rounds once. Gives the
@@ -44,26 +56,12 @@ def _parse_plain(buf, i, end, pow10):
     negative = i < end and buf[i] == 45
     if negative:
         i += 1
-    mantissa = np.int64(0)
-    first = i
-    while i < end:
-        digit = np.int64(buf[i]) - 48
-        if digit < 0 or digit > 9:
-            break
-        mantissa = mantissa * 10 + digit
-        i += 1
-    digits = i - first
+    mantissa, after = _digits(buf, i, end, np.int64(0))
+    digits, i = after - i, after
     decimals = 0
     if i < end and buf[i] == 46:
-        i += 1
-        first = i
-        while i < end:
-            digit = np.int64(buf[i]) - 48
-            if digit < 0 or digit > 9:
-                break
-            mantissa = mantissa * 10 + digit
-            i += 1
-        decimals = i - first
+        mantissa, after = _digits(buf, i + 1, end, mantissa)
+        decimals, i = after - i - 1, after
     if digits + decimals == 0 or digits + decimals > 18 or (i < end and (buf[i] == 101 or buf[i] == 69)):
         return 0.0, start, False
     value = float(mantissa) / pow10[decimals]
