@@ -161,6 +161,34 @@ def _read_tables(files: list[Path], n_columns: int, categorical: tuple[int, ...]
     return Table(features, labels, categorical, categories)
 
 
+def request_rows(body: bytes, n_features: int, categorical: tuple[int, ...]) -> np.ndarray:
+    """A text/csv request read the way training data is (pyarrow; categorical columns as text, integral
+    text normalised to int): an object array of floats and category values, for a model whose training
+    categories were strings, which the shared numeric CSV reader cannot carry."""
+    with without("pandas"):
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        names = [f"c{i}" for i in range(n_features)]
+        types = {name: pa.string() if i in categorical else pa.float32() for i, name in enumerate(names)}
+        try:
+            table = pacsv.read_csv(pa.BufferReader(body), read_options=pacsv.ReadOptions(column_names=names),
+                                   convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True))
+        except pa.ArrowInvalid as exc:
+            raise UserError(f"The request must be rows of {n_features} comma-separated values, numbers outside the "
+                            f"categorical columns {[i + 1 for i in categorical]}: {str(exc).strip()}") from None
+    rows = np.empty((table.num_rows, n_features), dtype=object)
+    for i, name in enumerate(names):
+        values = table.column(name).to_pylist()
+        if i in categorical:
+            if None in values:
+                raise UserError(f"Row {values.index(None) + 1} of request, column {i + 1} is categorical and empty.")
+            rows[:, i] = [word if number is None else number for word, number in ((w, _integral(w)) for w in values)]
+        else:
+            rows[:, i] = [np.nan if v is None else v for v in values]
+    return rows
+
+
 def _check_codes(values: np.ndarray, index: int) -> None:
     """Numeric categories (missing allowed) must be integers in 0..Int32.MaxValue-1."""
     bad = np.isfinite(values) & ((values != np.floor(values)) | (values < 0) | (values >= INT32_MAX))

@@ -8,7 +8,8 @@ published metric regex (`bestTest = ([0-9\\.]+)`) reads.
 Categorical columns (categorical_index.json) may hold integers or strings in training; CatBoost keys a
 category by its text, and integral numbers are normalised to their integer text (`3.0` -> `3`), so a
 request's `3` finds training's `3` or `3.0`. Requests go through the shared numeric CSV reader, so
-string categories cannot be sent to /invocations (a 400 naming the cell); see the closing report.
+a model trained on string categories reads its text/csv requests as training data is read
+(`common.tabular.request_rows`), so `red` finds training's `red`; other models use the shared numeric reader.
 
 Artifacts (no pickle): `model` (CatBoost's native binary format, what the guide tells users to load)
 and `__models_info__.json`.
@@ -30,7 +31,7 @@ from common import content_types as ct
 from common.algorithm import Algorithm, TrainingJob
 from common.batch import Batch
 from common.channels import FILE, ChannelSpec
-from common.content_types import MediaType
+from common.content_types import MediaType, negotiate_accept
 from common.encoders import Columns
 from common.errors import UserError
 from common.metrics import MetricDefinition
@@ -44,6 +45,7 @@ from common.tabular import (
     locate,
     problem_of,
     read_tables,
+    request_rows,
     response_body,
 )
 
@@ -126,6 +128,7 @@ class CatBoost(Algorithm):
         info = {**(previous.info if previous else {}),
                 "is_trained_on_input_data": True, "problem_type": problem, "num_classes": num_classes,
                 "categorical_features": list(train.categorical), "best_iteration": model.get_best_iteration(),
+                "string_categories": any(v.dtype == object for v in train.categories.values()),
                 "catboost_version": catboost.__version__}
         return cls(model, info)
 
@@ -166,12 +169,25 @@ class CatBoost(Algorithm):
     def warm_up(self) -> None:
         self.predict(Batch(np.zeros((1, self.num_features), np.float32)), MediaType(ct.JSON, {"verbose": "true"}))
 
+    def respond(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str] | None:
+        """Models trained on string categories read text/csv requests themselves (strings kept)."""
+        if not self.info.get("string_categories") or not content_type or MediaType.parse(content_type).name != ct.CSV:
+            return None
+        default = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or self.default_accept
+        response_type = negotiate_accept(accept, self.response_types, default)
+        if not body.strip():
+            raise UserError("The request body is empty; send at least one row.")
+        columns = self._predict_rows(request_rows(body, self.num_features, self.categorical), response_type)
+        return self.encode(columns, response_type), response_type.name
+
     def predict(self, batch: Batch, accept: MediaType) -> Columns:
         batch.check_width(self.num_features, "the model's feature count")
-        rows = _with_categories(batch, self.categorical)
+        return self._predict_rows(_with_categories(batch, self.categorical), accept)
+
+    def _predict_rows(self, rows: np.ndarray, accept: MediaType) -> Columns:
         if self.problem_type != CLASSIFICATION:
             prediction = self.model.predict(rows, prediction_type="RawFormulaVal", thread_count=self.threads)
-            return {"prediction": np.asarray(prediction, np.float64).reshape(len(batch))}
+            return {"prediction": np.asarray(prediction, np.float64).reshape(len(rows))}
         probabilities = np.asarray(self.model.predict(rows, prediction_type="Probability",
                                                       thread_count=self.threads), np.float64)
         columns: Columns = {"probabilities": probabilities}

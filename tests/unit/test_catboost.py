@@ -104,10 +104,20 @@ def test_string_categories_train_and_numeric_ones_serve(tmp_path: Path) -> None:
     rows = "".join(f"{label},{v:.3f},{c},1\n" for label, v, c in zip(y, x, colours))
     code, base = _train(tmp_path, y, rows=rows)
     assert code == 0
-    answer = json.loads(invoke(CatBoost.load(base / "model"), b"0.1,3,1\n", "text/csv", None)[0])
-    assert len(answer["probabilities"][0]) == 2
-    with pytest.raises(UserError, match="^Line 1 of request"):  # the shared CSV reader parses numbers only
-        invoke(CatBoost.load(base / "model"), b"0.1,red,1\n", "text/csv", None)
+    model = CatBoost.load(base / "model")
+    assert model.info["string_categories"] is True
+    answer = json.loads(invoke(model, b"0.1,3,1\n0.1,3.0,1\n0.1,red,1\n2.5,green,1\n", "text/csv", None)[0])
+    probabilities = np.array(answer["probabilities"])
+    assert probabilities.shape == (4, 2) and probabilities[0, 1] == probabilities[1, 1]  # 3.0 is category 3
+    assert probabilities[2, 1] > probabilities[0, 1]  # red is the positive class's category
+    lines = invoke(model, b"0.1,red,1\n", "text/csv", "application/jsonlines; verbose=true")[0].decode().splitlines()
+    assert json.loads(lines[0])["predicted_label"] == 1
+    with pytest.raises(UserError, match="^Row 2 of request, column 2 is categorical and empty"):
+        invoke(model, b"0.1,red,1\n0.2,,1\n", "text/csv", None)
+    with pytest.raises(UserError, match="^The request must be rows of 3 comma-separated values"):
+        invoke(model, b"0.1,red\n", "text/csv", None)
+    with pytest.raises(UserError, match="^The request must be rows of 3 comma-separated values"):
+        invoke(model, b"oops,red,1\n", "text/csv", None)
 
 
 def test_bad_training_input_fails_with_one_sentence(tmp_path: Path) -> None:
