@@ -84,3 +84,9 @@ def _read(root: Path) -> PreviousModel | None:
         return None
     log.info("Continuing training from the '%s' channel's model.", CHANNEL)
     return PreviousModel(root, info)
+
+
+def artifact_info(previous: PreviousModel | None, **fields: Any) -> dict[str, Any]:
+    """The new artifact's __models_info__.json: the input model's info (kept, as JumpStart merges it),
+    marked trained on the input data, updated with this job's fields."""
+    return {**(previous.info if previous else {}), "is_trained_on_input_data": True, **fields}

@@ -35,7 +35,7 @@ from common.content_types import MediaType, negotiate_accept
 from common.encoders import Columns
 from common.errors import UserError
 from common.metrics import MetricDefinition
-from common.model_channel import previous_model
+from common.model_channel import artifact_info, previous_model
 from common.tabular import (
     CLASSIFICATION,
     Table,
@@ -125,11 +125,10 @@ class CatBoost(Algorithm):
                           log_cerr=_Flushing(), init_model=init_model)
             except catboost.CatBoostError as exc:
                 raise UserError(f"CatBoost rejected the job: {str(exc).strip()}") from None
-        info = {**(previous.info if previous else {}),
-                "is_trained_on_input_data": True, "problem_type": problem, "num_classes": num_classes,
-                "categorical_features": list(train.categorical), "best_iteration": model.get_best_iteration(),
-                "string_categories": any(v.dtype == object for v in train.categories.values()),
-                "catboost_version": catboost.__version__}
+        info = artifact_info(previous, problem_type=problem, num_classes=num_classes,
+                             categorical_features=list(train.categorical), best_iteration=model.get_best_iteration(),
+                             string_categories=any(v.dtype == object for v in train.categories.values()),
+                             catboost_version=catboost.__version__)
         return cls(model, info)
 
     # ---- artifact ---------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from common.encoders import Columns
 from common.errors import UserError
 from common.imports import without
 from common.metrics import MetricDefinition
-from common.model_channel import previous_model
+from common.model_channel import artifact_info, previous_model
 from common.tabular import (
     CLASSIFICATION,
     Table,
@@ -150,10 +150,9 @@ class LightGBM(Algorithm):
                                     valid_names=["val", "train"], callbacks=callbacks, init_model=init_model)
             except lgb.basic.LightGBMError as exc:
                 raise UserError(f"LightGBM rejected the job: {exc}") from None
-        info = {**(previous.info if previous else {}),
-                "is_trained_on_input_data": True, "problem_type": problem, "num_classes": num_classes,
-                "categorical_features": list(train.categorical), "best_iteration": booster.best_iteration,
-                "lightgbm_version": lgb.__version__}
+        info = artifact_info(previous, problem_type=problem, num_classes=num_classes,
+                             categorical_features=list(train.categorical), best_iteration=booster.best_iteration,
+                             lightgbm_version=lgb.__version__)
         return cls(booster, info)
 
     # ---- artifact ---------------------------------------------------------------------------
