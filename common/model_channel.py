@@ -1,4 +1,5 @@
-"""Incremental training from the JumpStart `model` channel (spec lightgbm.md §1.5, catboost.md §1.5).
+"""The JumpStart artifact's `__models_info__.json`, and incremental training from the `model` channel
+(spec lightgbm.md §1.5, catboost.md §1.5).
 
 The channel holds one `*.tar.gz` (a previous job's model.tar.gz, or JumpStart's base artifact), or its
 extracted files when run locally. Training continues from it only when its `__models_info__.json` says
@@ -90,3 +91,13 @@ def artifact_info(previous: PreviousModel | None, **fields: Any) -> dict[str, An
     """The new artifact's __models_info__.json: the input model's info (kept, as JumpStart merges it),
     marked trained on the input data, updated with this job's fields."""
     return {**(previous.info if previous else {}), "is_trained_on_input_data": True, **fields}
+
+
+def write_info(model_dir: Path, info: dict[str, Any]) -> None:
+    (model_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def read_info(model_dir: Path) -> dict[str, Any]:
+    """A model directory's info file, {} when it has none (a model trained elsewhere)."""
+    path = model_dir / INFO_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -17,7 +17,6 @@ and `__models_info__.json`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -35,7 +34,7 @@ from common.content_types import MediaType, negotiate_accept
 from common.encoders import Columns
 from common.errors import UserError
 from common.metrics import MetricDefinition
-from common.model_channel import artifact_info, previous_model
+from common.model_channel import artifact_info, previous_model, read_info, write_info
 from common.tabular import (
     CLASSIFICATION,
     Table,
@@ -50,7 +49,7 @@ from common.tabular import (
 )
 
 log = logging.getLogger(__name__)
-MODEL_FILE, INFO_FILE = "model", "__models_info__.json"
+MODEL_FILE = "model"
 METRIC_NAMES = ("RMSE", "MAE", "MedianAbsoluteError", "R2", "Logloss", "Precision", "Recall", "F1", "AUC",
                 "MultiClass", "Accuracy", "BalancedAccuracy")
 MAXIMIZE = {"R2", "Precision", "Recall", "F1", "AUC", "Accuracy", "BalancedAccuracy"}
@@ -134,7 +133,7 @@ class CatBoost(Algorithm):
     # ---- artifact ---------------------------------------------------------------------------
     def save(self, model_dir: Path) -> None:
         self.model.save_model(str(model_dir / MODEL_FILE))
-        (model_dir / INFO_FILE).write_text(json.dumps(self.info, indent=2) + "\n")
+        write_info(model_dir, self.info)
 
     @classmethod
     def load(cls, model_dir: Path) -> CatBoost:
@@ -145,7 +144,7 @@ class CatBoost(Algorithm):
             raise UserError(f"The CatBoost model file '{MODEL_FILE}' is missing from the model directory {model_dir}.")
         model = catboost.CatBoost()
         model.load_model(str(path))
-        info = json.loads((model_dir / INFO_FILE).read_text()) if (model_dir / INFO_FILE).is_file() else {}
+        info = read_info(model_dir)
         if "problem_type" not in info:
             loss = str(model.get_all_params().get("loss_function", "RMSE"))
             info["problem_type"] = CLASSIFICATION if loss in ("Logloss", "CrossEntropy", "MultiClass") else "regression"

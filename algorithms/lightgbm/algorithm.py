@@ -41,7 +41,7 @@ from common.encoders import Columns
 from common.errors import UserError
 from common.imports import without
 from common.metrics import MetricDefinition
-from common.model_channel import artifact_info, previous_model
+from common.model_channel import artifact_info, previous_model, read_info, write_info
 from common.tabular import (
     CLASSIFICATION,
     Table,
@@ -55,7 +55,7 @@ from common.tabular import (
 )
 
 log = logging.getLogger(__name__)
-MODEL_FILE, INFO_FILE = "model.txt", "__models_info__.json"
+MODEL_FILE = "model.txt"
 MAXIMIZE = {"auc", "average_precision", "auc_mu"}
 
 
@@ -158,7 +158,7 @@ class LightGBM(Algorithm):
     # ---- artifact ---------------------------------------------------------------------------
     def save(self, model_dir: Path) -> None:
         self.booster.save_model(str(model_dir / MODEL_FILE))
-        (model_dir / INFO_FILE).write_text(json.dumps(self.info, indent=2) + "\n")
+        write_info(model_dir, self.info)
 
     @classmethod
     def load(cls, model_dir: Path) -> LightGBM:
@@ -170,7 +170,7 @@ class LightGBM(Algorithm):
                 if (model_dir / "model.pkl").exists() else ""
             raise UserError(f"{MODEL_FILE} is missing from the model directory {model_dir}{hint}.")
         booster = lgb.Booster(model_file=str(path))
-        info = json.loads((model_dir / INFO_FILE).read_text()) if (model_dir / INFO_FILE).is_file() else {}
+        info = read_info(model_dir)
         if "problem_type" not in info:
             objective = str(booster.dump_model(num_iteration=0).get("objective", "regression"))
             info["problem_type"] = CLASSIFICATION if objective.startswith(("binary", "multiclass")) else "regression"
