@@ -13,7 +13,7 @@ drawn from other digits than the 1,000 queries. Per index type (faiss.Flat, fais
 - blobs-64 faiss.Flat: `train` through the entrypoint from recordIO files; memory of 2 server workers.
 Wall times are medians (builds of --repeats, requests of max(--repeats, 9) runs); CPU times are means (the
 server's workers from /proc, FAISS's child from process_time). About 4 minutes on 2 busy cores.
-Usage: bench_knn.py [--rows N] [--rows784 N] [--repeats R]
+Usage: bench_knn.py [--rows N] [--rows784 N] [--repeats R] [--sets blobs-64,digits-784] [--index-types ...]
 """
 
 from __future__ import annotations
@@ -129,9 +129,10 @@ def bench_index(name: str, data: tuple, index_type: str, repeats: int, tmp: Path
                       "csv": lambda: server.timed_invoke(csv, "text/csv", "application/json"),
                       "proto": lambda: server.timed_invoke(proto, RECORDIO, RECORDIO)}
         order = list(contenders)
-        for run in range(max(repeats, 9)):  # each goes first in turn: whoever follows FAISS's child shares its
-            for key in order[run % 3:] + order[:run % 3]:  # cores while its OpenMP threads still spin
+        for run in range(max(repeats, 9)):  # each goes first in turn
+            for key in order[run % 3:] + order[:run % 3]:
                 runs[key].append(contenders[key]())
+                time.sleep(0.05)  # FAISS's OpenMP threads spin for ~8 ms of CPU after a search: not on the next one
     finally:
         server.stop()
         anchor.stop()
@@ -207,7 +208,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--rows784", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sets", default="blobs-64,digits-784", help="comma-separated data sets to run")
+    parser.add_argument("--index-types", default=",".join(INDEX_TYPES), help="comma-separated index types")
     args = parser.parse_args()
+    sets, index_types = args.sets.split(","), args.index_types.split(",")
     import faiss
 
     faiss.omp_set_num_threads(THREADS)
@@ -215,13 +219,16 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.1f} (2 cores; other work on the machine skews the figures)")
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        for name, data in (("blobs-64", blobs(args.rows)), ("digits-784", digits784(args.rows784))):
+        for name, make in (("blobs-64", lambda: blobs(args.rows)), ("digits-784", lambda: digits784(args.rows784))):
+            if name not in sets:
+                continue
+            data = make()
             x = data[0]
             rows = []
-            for index_type in INDEX_TYPES:
+            for index_type in index_types:
                 port += 1
                 rows += bench_index(name, data, index_type, args.repeats, tmp, port)
-            if name == "blobs-64":
+            if name == "blobs-64" and "faiss.Flat" in index_types:
                 rows += bench_entrypoint(data, args.repeats, tmp, port + 100)
             report(f"k-NN {name}: {x.shape[0]:,} x {x.shape[1]} ({x.nbytes / 1e6:.0f} MB float32), {QUERIES} "
                    f"queries, k={K}, {THREADS} FAISS threads both sides, median of {args.repeats}", rows)

@@ -39,9 +39,14 @@ def server_settings() -> dict[str, Any]:
 
 
 def limit_compute_threads(threads: int) -> None:
-    """Must run before numpy/numba start their pools; user settings win."""
+    """Must run before numpy/numba start their pools; user settings win.
+
+    OpenMP threads sleep as soon as a parallel region ends (PASSIVE): by default libgomp's threads spin
+    for about 8 ms of CPU after each FAISS search or BLAS call, on the cores the next request needs to
+    receive and parse its body (bench/bench_knn.py)."""
     for name in THREAD_VARIABLES:
         os.environ.setdefault(name, str(threads))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def serve(algorithm_name: str, model_dir: Path) -> None:

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.extending import intrinsic
 
 OK, BAD_VALUE, BAD_WIDTH = 0, 1, 2
 
 _POW10 = np.array([10.0**i for i in range(23)])
 _COMMA, _NL, _CR, _SP, _TAB = 44, 10, 13, 32, 9
+_INT_POW10 = np.array([10**i for i in range(9)], dtype=np.int64)
+_ZEROS, _ABOVE_NINE = np.uint64(0x3030303030303030), np.uint64(0x4646464646464646)
+_HIGH_BITS, _LOW_NIBBLES = np.uint64(0x8080808080808080), np.uint64(0x0F0F0F0F0F0F0F0F)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -37,7 +44,25 @@ def _match_word(buf, i, end, word):
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _digits(buf, i, end, mantissa):
-    """Decimal digits from i appended to mantissa: (mantissa, index after the last digit)."""
+    """Decimal digits from i appended to mantissa: (mantissa, index after the last digit).
+
+    Eight bytes at a time where the buffer allows (SWAR): a per-digit loop branches on every digit and
+    mispredicts where the number of digits varies, which is most of a CSV parse's time."""
+    while i + 8 <= end:
+        word = _load8(buf, i)
+        digits = word - _ZEROS
+        not_digit = ((word + _ABOVE_NINE) | digits) & _HIGH_BITS  # high bit of each byte that is no digit
+        count = 8 if not_digit == 0 else np.int64(trailing_zeros(not_digit)) >> 3
+        if count == 0:
+            return mantissa, i
+        digits = digits << np.uint64(64 - 8 * count)  # the digits to the top bytes, zeros below
+        digits = ((digits & _LOW_NIBBLES) * np.uint64(2561)) >> np.uint64(8)
+        digits = ((digits & np.uint64(0x00FF00FF00FF00FF)) * np.uint64(6553601)) >> np.uint64(16)
+        digits = ((digits & np.uint64(0x0000FFFF0000FFFF)) * np.uint64(42949672960001)) >> np.uint64(32)
+        mantissa = mantissa * _INT_POW10[count] + np.int64(digits)
+        i += count
+        if count < 8:
+            return mantissa, i
     while i < end:
         digit = np.int64(buf[i]) - 48
         if digit < 0 or digit > 9:
@@ -45,6 +70,18 @@ def _digits(buf, i, end, mantissa):
         mantissa = mantissa * 10 + digit
         i += 1
     return mantissa, i
+
+
+@intrinsic
+def _load8(typingctx, buf, i):
+    """buf[i:i + 8] as one unaligned little-endian uint64 load; the caller keeps i + 8 <= len(buf)."""
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        word = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(64).as_pointer())
+        return builder.load(word, align=1)
+
+    return types.uint64(buf, types.intp), codegen
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -160,8 +197,14 @@ def parse_lines(buf, ncols, out, nan_word, inf_word, infinity_word):
             continue
         col = 0
         i = j
+        last = ncols - 1
         while True:
             value, after, ok = _parse_plain(buf, i, end, pow10)  # most fields: no spaces, a plain decimal
+            if ok and col < last and after < end and buf[after] == _COMMA:  # and a comma right after it
+                out[row, col] = value
+                col += 1
+                i = after + 1
+                continue
             if ok:
                 i = after
             else:

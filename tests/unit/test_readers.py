@@ -143,3 +143,16 @@ def test_csv_numbers_in_every_spelling_parse_as_python_does() -> None:
     parsed = CsvReader().parse(body).dense().ravel()
     expected = np.array([float(w) for w in words[:len(parsed)]], np.float64).astype(np.float32)
     assert np.array_equal(parsed, expected, equal_nan=True)
+
+
+def test_csv_digit_runs_of_every_length_read_eight_bytes_at_a_time_exactly() -> None:
+    """Runs of 1-20 digits before and after the point, at every alignment, on one line and one per line:
+    the SWAR digit reader must stop at the first non-digit byte wherever it falls in its 8-byte word."""
+    words = [("-" if (a + b) % 3 == 0 else "") + "9876543210123456789"[:a] + "." + "1234567890987654321"[:b]
+             for a in range(0, 12) for b in range(0, 12) if a + b > 0]
+    for body in (",".join(words).encode(), "\n".join(words).encode()):
+        parsed = CsvReader().parse(body).dense().ravel()
+        assert np.array_equal(parsed, np.array([float(w) for w in words]).astype(np.float32))
+    for bad in (b"1,2,3\n1,12345678x,3", b"1,2,3\n1,1234567.8x9,3", b"1,2,3\n123456789012345678;,1,1"):
+        with pytest.raises(UserError, match="is not a number"):
+            CsvReader().parse(bad)
