@@ -11,8 +11,10 @@ drawn from other digits than the 1,000 queries. Per index type (faiss.Flat, fais
   clean child process with 2 FAISS threads; runs interleaved, so both see the same machine load;
 - faiss.Flat: classifier accuracy of ours vs KNeighborsClassifier(algorithm="brute"), and its speed;
 - blobs-64 faiss.Flat: `train` through the entrypoint from recordIO files; memory of 2 server workers.
-Wall times are medians (builds of --repeats, requests of max(--repeats, 9) runs); CPU times are means (the
-server's workers from /proc, FAISS's child from process_time). About 4 minutes on 2 busy cores.
+Wall times are medians (builds of --repeats, requests of max(--repeats, 9) rounds); a request ratio is the
+median over rounds of FAISS's time / ours in that round (this machine's speed drifts by up to 1.7x within
+seconds, and a round's runs are adjacent); CPU times are means (the server's workers from /proc, FAISS's
+child from process_time). About 4 minutes on 2 busy cores.
 Usage: bench_knn.py [--rows N] [--rows784 N] [--repeats R] [--sets blobs-64,digits-784] [--index-types ...]
 """
 
@@ -141,9 +143,10 @@ def bench_index(name: str, data: tuple, index_type: str, repeats: int, tmp: Path
 
     def versus(ours: str, theirs: str, queries: bool) -> str:
         cpu_ratio = f"CPU {cpu[ours]:6.3f} / {cpu[theirs]:6.3f} s = {cpu[ours] / max(cpu[theirs], 1e-9):4.2f}x"
-        if queries:
-            return (f"{QUERIES / wall[ours]:7.0f} / {QUERIES / wall[theirs]:7.0f} q/s = "
-                    f"{wall[theirs] / wall[ours]:4.2f}x; {cpu_ratio}")
+        if queries:  # the ratio of each round's pair (seconds apart), then the median: the machine's speed drifts
+            paired = statistics.median(t[0] / o[0] for o, t in zip(runs[ours], runs[theirs]))
+            return (f"{QUERIES / wall[ours]:7.0f} / {QUERIES / wall[theirs]:7.0f} q/s, paired ratio "
+                    f"{paired:4.2f}x; {cpu_ratio}")
         return f"{wall[ours]:7.3f} / {wall[theirs]:7.3f} s = {wall[ours] / wall[theirs]:4.2f}x; {cpu_ratio}"
 
     rows = [

@@ -33,6 +33,7 @@ class Server:
         self.process = subprocess.Popen([sys.executable, "-m", "common.entrypoint", "serve"], env=env, cwd=REPO,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.port = port
+        self.connection: http.client.HTTPConnection | None = None
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -43,10 +44,17 @@ class Server:
         raise SystemExit("the k-NN server did not start")
 
     def post_status(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> int:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        response.read()
+        """One request on a kept-alive connection, as SageMaker's front end sends them."""
+        if self.connection is None:
+            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        try:
+            self.connection.request(method, path, body=body, headers=headers or {})
+            response = self.connection.getresponse()
+            response.read()
+        except OSError:
+            self.connection.close()
+            self.connection = None
+            raise
         return response.status
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> None:
@@ -88,6 +96,8 @@ class Server:
         return Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
 
     def stop(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
         self.process.terminate()
         self.process.wait(timeout=30)
 
