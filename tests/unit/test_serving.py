@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,17 @@ def test_empty_body_is_the_algorithms_declared_status(client, tmp_path: Path) ->
     assert _post(xgboost_client, b"1,0\n", "text/csv").status_code == 200
     refused = _post(client, b"", "text/csv")  # k-means
     assert (refused.status_code, refused.data) == (400, b"The request body is empty; send at least one row.\n")
+
+
+def test_compute_thread_settings_fill_only_what_the_user_left_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    from common.server import THREAD_VARIABLES, limit_compute_threads
+
+    for name in (*THREAD_VARIABLES, "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    limit_compute_threads(2)
+    assert [os.environ[name] for name in THREAD_VARIABLES] == ["2", "3", "2", "2"]
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    limit_compute_threads(2)
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
