@@ -1,7 +1,8 @@
 """k-NN: ours side by side with FAISS in process and scikit-learn brute force, in one run.
 
 Data: `blobs-64`, 100,000 x 64 (make_blobs, 100 centres, label = centre) and `digits-784`, scikit-learn's
-digits upscaled to 28 x 28 = 784 features and augmented (shifts, noise) to --rows784 rows, training rows
+digits upscaled to 28 x 28 = 784 features and augmented (shifts, noise) to --rows784 rows (default 60,000, the
+size of MNIST's training set; every value a full-precision float, the costliest CSV to parse), training rows
 drawn from other digits than the 1,000 queries. Per index type (faiss.Flat, faiss.IVFFlat, faiss.IVFPQ):
 - build: ours `Knn.fit` (transform, plan, FAISS build) vs the same `index_factory` string built by FAISS
   directly, both from the same in-memory array;
@@ -14,7 +15,7 @@ drawn from other digits than the 1,000 queries. Per index type (faiss.Flat, fais
 Wall times are medians (builds of --repeats, requests of max(--repeats, 9) rounds); a request ratio is the
 median over rounds of FAISS's time / ours in that round (this machine's speed drifts by up to 1.7x within
 seconds, and a round's runs are adjacent); CPU times are means (the server's workers from /proc, FAISS's
-child from process_time). About 4 minutes on 2 busy cores.
+child from process_time). About 10 minutes on 2 busy cores (IVFPQ builds of 60,000 x 784 take 15 s each).
 Usage: bench_knn.py [--rows N] [--rows784 N] [--repeats R] [--sets blobs-64,digits-784] [--index-types ...]
 """
 
@@ -209,7 +210,7 @@ def bench_entrypoint(data: tuple, repeats: int, tmp: Path, port: int) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--rows784", type=int, default=20_000)
+    parser.add_argument("--rows784", type=int, default=60_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sets", default="blobs-64,digits-784", help="comma-separated data sets to run")
     parser.add_argument("--index-types", default=",".join(INDEX_TYPES), help="comma-separated index types")
