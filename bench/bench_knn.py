@@ -12,7 +12,7 @@ drawn from other digits than the 1,000 queries. Per index type (faiss.Flat, fais
   clean child process with 2 FAISS threads; runs interleaved, so both see the same machine load;
 - faiss.Flat: classifier accuracy of ours vs KNeighborsClassifier(algorithm="brute"), and its speed;
 - blobs-64 faiss.Flat: `train` through the entrypoint from recordIO files; memory of 2 server workers.
-Wall times are medians (builds of --repeats, requests of max(--repeats, 9) rounds); a request ratio is the
+Wall times are medians (builds of --repeats, requests of max(--repeats, 21) rounds); a request ratio is the
 median over rounds of FAISS's time / ours in that round (this machine's speed drifts by up to 1.7x within
 seconds, and a round's runs are adjacent); CPU times are means (the server's workers from /proc, FAISS's
 child from process_time). About 10 minutes on 2 busy cores (IVFPQ builds of 60,000 x 784 take 15 s each).
@@ -35,6 +35,7 @@ from benchlib import REPO, report
 from knn_processes import THREADS, Anchor, K, Server
 
 QUERIES = 1000
+ROUNDS = 21  # request rounds: the median of 9 paired ratios still moved by 0.1 between runs here
 RECORDIO = "application/x-recordio-protobuf"
 INDEX_TYPES = ("faiss.Flat", "faiss.IVFFlat", "faiss.IVFPQ")
 
@@ -132,7 +133,7 @@ def bench_index(name: str, data: tuple, index_type: str, repeats: int, tmp: Path
                       "csv": lambda: server.timed_invoke(csv, "text/csv", "application/json"),
                       "proto": lambda: server.timed_invoke(proto, RECORDIO, RECORDIO)}
         order = list(contenders)
-        for run in range(max(repeats, 9)):  # each goes first in turn
+        for run in range(max(repeats, ROUNDS)):  # each goes first in turn
             for key in order[run % 3:] + order[:run % 3]:
                 runs[key].append(contenders[key]())
                 time.sleep(0.05)  # FAISS's OpenMP threads spin for ~8 ms of CPU after a search: not on the next one
