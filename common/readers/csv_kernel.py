@@ -74,7 +74,8 @@ def _digits(buf, i, end, mantissa):
 
 @intrinsic
 def _load8(typingctx, buf, i):
-    """buf[i:i + 8] as one unaligned little-endian uint64 load; the caller keeps i + 8 <= len(buf)."""
+    """buf[i:i + 8] as one unaligned little-endian uint64 load (x86-64 and arm64 both allow it): buf is a
+    contiguous uint8 array (every reader passes np.frombuffer or a slice of one) and i + 8 <= len(buf)."""
 
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
