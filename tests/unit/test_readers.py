@@ -146,9 +146,8 @@ def test_csv_numbers_in_every_spelling_parse_as_python_does() -> None:
 
 
 def test_csv_digit_runs_of_every_length_read_eight_bytes_at_a_time_exactly() -> None:
-    """Runs of 0-11 digits before and after the point (so at every offset in an 8-byte word), on one line and
-    one per line:
-    the SWAR digit reader must stop at the first non-digit byte wherever it falls in its 8-byte word."""
+    """Runs of 0-11 digits before and after the point, on one line and one per line: the SWAR digit reader
+    must stop at the first non-digit byte wherever it falls in its 8-byte word."""
     words = [("-" if (a + b) % 3 == 0 else "") + "9876543210123456789"[:a] + "." + "1234567890987654321"[:b]
              for a in range(0, 12) for b in range(0, 12) if a + b > 0]
     for body in (",".join(words).encode(), "\n".join(words).encode()):
