@@ -78,6 +78,9 @@ class Algorithm(ABC):
     # An empty (or blank) request body: None answers the shared 400 after Content-Type and Accept are checked;
     # a status (XGBoost: 204, as its image does) answers that status with an empty body before anything else.
     empty_body_status: ClassVar[int | None] = None
+    # NaN (an empty field) is a missing value the model handles (XGBoost, LightGBM, CatBoost), or an error
+    # naming row and column; infinite values are an error either way (Batch.check_finite).
+    handles_missing_values: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
@@ -93,7 +96,7 @@ class Algorithm(ABC):
 
     @abstractmethod
     def predict(self, batch: Batch, accept: MediaType) -> Columns:
-        """Named columns, one entry per row of `batch` (already checked non-empty)."""
+        """Named columns, one entry per row of `batch` (already checked non-empty and by `check_finite`)."""
 
     def encode(self, columns: Columns, accept: MediaType) -> bytes:
         """The response body for `predict`'s columns: the shared encoders, unless an image answers otherwise."""

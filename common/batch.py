@@ -32,6 +32,7 @@ class Batch:
     labels: np.ndarray | None = None
     first_row: int = 1
     source: str = "request"
+    label_columns: int = 0  # CSV label columns before the features: column numbers in messages count them
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -59,16 +60,42 @@ class Batch:
                 f"{self.where(0).capitalize()} has {self.width} features but {what} is {expected}."
             )
 
-    def check_finite(self) -> None:
-        values = self.features.data if self.is_sparse else self.features
-        if np.isfinite(values).all():
+    def check_finite(self, missing_ok: bool = False) -> None:
+        """The one rule for values (docs/data.md): an infinite value, which includes any number beyond
+        float32's range, is an error; NaN (an empty field) is a missing value where the algorithm handles
+        them (`missing_ok`) and an error where it does not. Errors name the row and the column."""
+        found = first_non_finite(self.features, missing_ok)
+        if found is None:
             return
-        if self.is_sparse:
-            bad_value = np.flatnonzero(~np.isfinite(self.features.data))[0]
-            row = int(np.searchsorted(self.features.indptr, bad_value, side="right") - 1)
-        else:
-            row = int(np.flatnonzero(~np.isfinite(self.features).all(axis=1))[0])
-        raise UserError(f"{self.where(row).capitalize()} contains NaN or infinite values.")
+        row, column, value = found
+        raise UserError(non_finite_message(f"{self.where(row).capitalize()}, column {column + self.label_columns + 1}",
+                                           value))
+
+
+def first_non_finite(features: Features, missing_ok: bool) -> tuple[int, int, float] | None:
+    """(row, 0-based feature column, value) of the first value the rule refuses, or None."""
+    if issparse(features):
+        data = features.data
+        bad = np.isinf(data) if missing_ok else ~np.isfinite(data)
+        if not bad.any():
+            return None
+        at = int(np.flatnonzero(bad)[0])
+        row = int(np.searchsorted(features.indptr, at, side="right") - 1)
+        return row, int(features.indices[at]), float(data[at])
+    bad = np.isinf(features) if missing_ok else ~np.isfinite(features)
+    if not bad.any():
+        return None
+    row = int(np.flatnonzero(bad.any(axis=1))[0])
+    column = int(np.flatnonzero(bad[row])[0])
+    return row, column, float(features[row, column])
+
+
+def non_finite_message(where: str, value: float) -> str:
+    if np.isnan(value):
+        return (f"{where} is empty or NaN, and this algorithm needs a value in every field (only XGBoost, LightGBM "
+                "and CatBoost read missing values); fill or drop it.")
+    return (f"{where} is {value} (infinite, or beyond float32's range of about ±3.4e38); values must be finite "
+            "numbers.")
 
 
 def concat(batches: list[Batch]) -> Batch:
@@ -84,4 +111,4 @@ def concat(batches: list[Batch]) -> Batch:
     labels = None
     if all(b.labels is not None for b in batches):
         labels = np.concatenate([b.labels for b in batches])  # type: ignore[misc]
-    return Batch(features, labels, batches[0].first_row, batches[0].source)
+    return Batch(features, labels, batches[0].first_row, batches[0].source, batches[0].label_columns)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from common.readers import Reader, label_size_of, reader_for
 FILE, PIPE, FASTFILE = "File", "Pipe", "FastFile"
 REPLICATED, SHARDED = "FullyReplicated", "ShardedByS3Key"
 PIPE_WAIT_S = 120.0
+_TEXT_FIELDS = ("ContentType", "TrainingInputMode", "S3DistributionType")
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,16 @@ def parse_input_data_config(
     configs: dict[str, ChannelConfig] = {}
     for name, entry in raw.items():
         spec = by_name.get(name)
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k, ""), str) for k in _TEXT_FIELDS):
+            problems.append(f"inputdataconfig.json: channel '{name}' must be an object whose "
+                            + ", ".join(_TEXT_FIELDS) + f" are strings, like {{\"ContentType\": \"text/csv\"}}; "
+                            f"got {json.dumps(entry)[:80]}")
+            continue
         if spec is None:
             problems.append(f"Channel '{name}' is not used by this algorithm; its channels are "
                             + ", ".join(f"'{s}'" for s in by_name))
             continue
-        media = MediaType.parse(entry.get("ContentType") or default_content_type)
+        media = MediaType.parse(entry.get("ContentType") or default_content_type)  # type: ignore[union-attr]
         mode = entry.get("TrainingInputMode", FILE)
         distribution = entry.get("S3DistributionType", REPLICATED)
         if media.name not in spec.content_types:
@@ -117,11 +125,12 @@ class DataChannel:
             fifo = self.data_dir / f"{self.name}_{epoch}"
             _wait_for(fifo)
             with open(fifo, "rb") as raw:
-                yield f"{self.name}_{epoch}", _maybe_gunzip(raw)
+                yield f"{self.name}_{epoch}", maybe_gunzip(raw, f"{self.name}_{epoch}")
             return
         for path in self.files():
+            source = str(path.relative_to(self.data_dir))
             with open(path, "rb") as raw:
-                yield str(path.relative_to(self.data_dir)), _maybe_gunzip(raw)
+                yield source, maybe_gunzip(raw, source)
 
     def reader(self, feature_dim: int | None) -> tuple[Reader, bool]:
         """The reader, and whether a leading CSV column must be split off as a label by width."""
@@ -163,20 +172,47 @@ class DataChannel:
 
 def _rows(batch: Batch, start: int, stop: int) -> Batch:
     labels = None if batch.labels is None else batch.labels[start:stop]
-    return Batch(batch.features[start:stop], labels, batch.first_row + start, batch.source)
+    return Batch(batch.features[start:stop], labels, batch.first_row + start, batch.source, batch.label_columns)
 
 
 def _split_first_column(batch: Batch) -> Batch:
     dense = batch.dense()
     return Batch(np.ascontiguousarray(dense[:, 1:]), np.ascontiguousarray(dense[:, :1]),
-                 batch.first_row, batch.source)
+                 batch.first_row, batch.source, batch.label_columns + 1)
 
 
-def _maybe_gunzip(raw: BinaryIO) -> BinaryIO:
+def maybe_gunzip(raw: BinaryIO, source: str) -> BinaryIO:
+    """The stream's bytes, decompressed when they start with gzip's magic; a corrupt or truncated gzip
+    stream raises a UserError naming `source` when the bad part is read."""
     buffered = io.BufferedReader(raw) if not isinstance(raw, io.BufferedReader) else raw  # type: ignore[arg-type]
     if buffered.peek(2)[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=buffered)  # type: ignore[return-value]
+        return _CheckedGzip(gzip.GzipFile(fileobj=buffered), source)  # type: ignore[return-value]
     return buffered
+
+
+class _CheckedGzip(io.RawIOBase):
+    """A GzipFile whose decompression errors (bad header, bad CRC, cut short) are the user's: their file."""
+
+    def __init__(self, stream: gzip.GzipFile, source: str) -> None:
+        self.stream, self.source = stream, source
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.stream.read(size)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise self._corrupt(exc) from None
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return self.stream.readinto(buffer)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise self._corrupt(exc) from None
+
+    def _corrupt(self, exc: BaseException) -> UserError:
+        return UserError(f"{self.source} is not a valid gzip file ({exc}); re-compress it or upload it uncompressed.")
 
 
 def _wait_for(fifo: Path) -> None:

@@ -61,7 +61,8 @@ class Paths:
 
     @property
     def checkpoints(self) -> Path:
-        configured = read_json(self.checkpoint_config, default={}).get("LocalPath")
+        config = read_json_object(self.checkpoint_config, 'like {"LocalPath": "/opt/ml/checkpoints"}')
+        configured = config.get("LocalPath")
         return Path(configured) if configured else self.base / "checkpoints"
 
 
@@ -71,7 +72,20 @@ def read_json(path: Path, default: Any) -> Any:
         text = path.read_text()
     except FileNotFoundError:
         return default
+    except UnicodeDecodeError:
+        raise UserError(f"{path.name} is not UTF-8 text.") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}.") from None
+    except RecursionError:
+        raise UserError(f"{path.name} nests JSON too deeply to read.") from None
+
+
+def read_json_object(path: Path, example: str) -> dict[str, Any]:
+    """A config file that must hold a JSON object (`example` shows one); {} when the file is absent."""
+    value = read_json(path, default={})
+    if not isinstance(value, dict):
+        raise UserError(f"{path.name} must hold a JSON object {example}; it holds {type(value).__name__} "
+                        f"{json.dumps(value)[:60]}.")
+    return value

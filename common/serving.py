@@ -49,6 +49,7 @@ def invoke(model: Algorithm, body: bytes, content_type: str | None, accept: str 
     batch = reader.parse(body)
     if len(batch) == 0:
         raise UserError("The request body holds no rows.")
+    batch.check_finite(missing_ok=model.handles_missing_values)
     columns = model.predict(batch, response_type)
     return model.encode(columns, response_type), response_type.name
 

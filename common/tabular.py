@@ -3,7 +3,7 @@
 Used by the lightgbm and catboost images (their requirements bring pyarrow).
 
 Layout: a `train` or `training` channel of header-less CSV files (target first), read non-recursively
-(`*.csv`), optionally with `train/` (or `training/`) and `validation/` subfolders, an optional
+(`*.csv`, or gzip `*.csv.gz`), optionally with `train/` (or `training/`) and `validation/` subfolders, an optional
 `validation` channel, and optionally one `*.json` (`{"cat_index_list": [1, 3]}`, 1-based column
 numbers, 0 is the target). Without validation data, 20 % of the rows are held out exactly as the
 JumpStart script's `DataFrame.sample(frac=0.2, random_state=200)` picks them.
@@ -17,6 +17,7 @@ normalised: integral numbers become int64 codes; strings stay strings where the 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.batch import first_non_finite, non_finite_message
+from common.channels import maybe_gunzip
 from common.errors import UserError
 from common.imports import without
 
@@ -83,14 +86,27 @@ def locate(data_dir: Path, channel_names: set[str]) -> Layout:
 
 
 def _csv_files(directory: Path, required: bool) -> list[Path]:
-    files = sorted(p for p in directory.glob("*.csv") if p.is_file()) if directory.is_dir() else []
+    found = [p for pattern in ("*.csv", "*.csv.gz") for p in directory.glob(pattern)] if directory.is_dir() else []
+    files = sorted(p for p in found if p.is_file())
     if required and not files:
-        raise UserError(f"Could not find any valid file ending in '.csv' under '{directory}'.")
+        raise UserError(f"Could not find any valid file ending in '.csv' or '.csv.gz' under '{directory}'.")
     return files
 
 
+def open_text(path: Path) -> io.TextIOWrapper:
+    """The file as text for the csv module, gunzipped when it is gzip; bytes that are not UTF-8 read as U+FFFD
+    (the cell then fails as 'not a number' with its line and column, not as a decoding error)."""
+    return io.TextIOWrapper(maybe_gunzip(open(path, "rb"), path.name), encoding="utf-8", errors="replace",
+                            newline="")
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as stream:
+        return stream.read(2) == b"\x1f\x8b"
+
+
 def count_columns(path: Path) -> int:
-    with open(path, newline="") as stream:
+    with open_text(path) as stream:
         for row in csv.reader(stream):
             if row:
                 return len(row)
@@ -140,14 +156,17 @@ def _read_tables(files: list[Path], n_columns: int, categorical: tuple[int, ...]
     tables = []
     for path in files:
         try:
-            tables.append(pacsv.read_csv(path, read_options=read, convert_options=convert))
-        except pa.ArrowInvalid as exc:
+            source = pa.input_stream(str(path), compression="gzip" if _is_gzip(path) else None)
+            tables.append(pacsv.read_csv(source, read_options=read, convert_options=convert))
+        except (pa.ArrowInvalid, OSError) as exc:
             raise UserError(diagnose(path, n_columns, categorical, strings_ok) or f"{path.name}: {exc}.") from None
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     labels = table.column(0).to_numpy()
-    if np.isnan(labels).any():
-        row = int(np.flatnonzero(np.isnan(labels))[0]) + 1
-        raise UserError(f"Row {row} of the training data has no target value in column 1.")
+    if not np.isfinite(labels).all():
+        row = int(np.flatnonzero(~np.isfinite(labels))[0])
+        raise UserError(non_finite_message(f"Row {row + 1} of the training data, column 1 (the target)", labels[row])
+                        if np.isinf(labels[row]) else f"Row {row + 1} of the training data has no target value in "
+                        "column 1.")
     features = np.empty((table.num_rows, n_columns - 1), dtype=np.float32)
     categories: dict[int, np.ndarray] = {}
     for index in range(n_columns - 1):
@@ -158,6 +177,10 @@ def _read_tables(files: list[Path], n_columns: int, categorical: tuple[int, ...]
             features[:, index] = column.to_numpy()
         if index in categorical and not strings_ok:
             _check_codes(features[:, index], index)
+    found = first_non_finite(features, missing_ok=True)
+    if found is not None:
+        row, column, value = found
+        raise UserError(non_finite_message(f"Row {row + 1} of the training data, column {column + 2}", value))
     return Table(features, labels, categorical, categories)
 
 
@@ -186,6 +209,10 @@ def request_rows(body: bytes, n_features: int, categorical: tuple[int, ...]) -> 
             rows[:, i] = [word if number is None else number for word, number in ((w, _integral(w)) for w in values)]
         else:
             rows[:, i] = [np.nan if v is None else v for v in values]
+            infinite = [r for r, v in enumerate(values) if v is not None and np.isinf(v)]
+            if infinite:
+                raise UserError(non_finite_message(f"Row {infinite[0] + 1} of request, column {i + 1}",
+                                                   values[infinite[0]]))
     return rows
 
 
@@ -232,7 +259,7 @@ def _integral(word: str) -> int | None:
 def diagnose(path: Path, n_columns: int, categorical: tuple[int, ...], strings_ok: bool) -> str | None:
     """The first line pyarrow refused, in words (slow path, only after a parse error)."""
     numeric = set(range(n_columns)) - ({i + 1 for i in categorical} if strings_ok else set())
-    with open(path, newline="") as stream:
+    with open_text(path) as stream:
         for number, row in enumerate(csv.reader(stream), start=1):
             if not row:
                 continue
@@ -245,6 +272,7 @@ def diagnose(path: Path, n_columns: int, categorical: tuple[int, ...], strings_o
                             "this algorithm needs categories encoded as non-negative integers.")
                 if col in numeric and cell.strip() and not _is_number(cell):
                     hint = " (a header row? CSV data must have no header, target first)" if number == 1 else ""
+                    hint = " (it holds bytes that are not UTF-8)" if "\ufffd" in cell else hint
                     return f"Line {number} of {path.name}, column {col + 1}: '{cell[:60]}' is not a number{hint}."
     return None
 

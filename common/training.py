@@ -13,7 +13,7 @@ from common.distributed import Cluster, ClusterError, connect
 from common.errors import UserError
 from common.hyperparameters import parse_hyperparameters
 from common.metrics import MetricsEmitter
-from common.paths import Paths, read_json
+from common.paths import Paths, read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +24,14 @@ def prepare_job(algorithm: type[Algorithm], paths: Paths) -> tuple[object, dict[
     """Parse the three config files; every problem of hyperparameters and channels at once."""
     problems: list[str] = []
     hyperparameters = channels = None
-    raw_hp = read_json(paths.hyperparameters, default={})
+    raw_hp = read_json_object(paths.hyperparameters, 'like {"k": "10"}')
     log.info("Reading provided configuration from %s: %s", paths.hyperparameters, raw_hp)
     try:
         hyperparameters = parse_hyperparameters(algorithm.Hyperparameters, raw_hp)
     except UserError as exc:
         problems.append(exc.message)
     try:
-        configs = parse_input_data_config(read_json(paths.input_data_config, default={}),
+        configs = parse_input_data_config(read_json_object(paths.input_data_config, 'like {"train": {}}'),
                                           algorithm.channels, algorithm.default_content_type)
         channels = {name: DataChannel(cfg, paths.data) for name, cfg in configs.items()}
     except UserError as exc:

@@ -92,6 +92,7 @@ class CatBoost(Algorithm):
     request_types = (ct.CSV,)
     response_types = (ct.JSON, ct.JSONLINES)
     default_accept = ct.JSON
+    handles_missing_values = True
 
     def __init__(self, model: Any, info: dict[str, Any]) -> None:
         self.model = model

@@ -116,7 +116,6 @@ class FactorizationMachines(Algorithm):
 
     def predict(self, batch: Batch, accept: MediaType) -> Columns:
         batch.check_width(self.feature_dim, "the model's feature_dim")
-        batch.check_finite()
         score = self.scores(batch.features)
         if not self.is_classifier:
             return {"score": score}

@@ -103,7 +103,6 @@ class KMeans(Algorithm):
 
     def predict(self, batch: Batch, accept: MediaType) -> Columns:
         batch.check_width(self.feature_dim, "the model's feature_dim")
-        batch.check_finite()
         x = batch.dense()
         if len(x) * len(self.centers) <= SMALL_REQUEST:
             labels, distances = kernels.nearest_small(x, self.centers)

@@ -166,7 +166,6 @@ class Knn(Algorithm):
 
     def predict(self, batch: Batch, accept: MediaType) -> Columns:
         batch.check_width(self.feature_dim, "the model's feature_dim")
-        batch.check_finite()
         predicted, labels, distances, ids = self.predict_labels(batch.dense())
         columns: Columns = {"predicted_label": predicted}
         if accept.flag("verbose"):

@@ -111,6 +111,7 @@ class LightGBM(Algorithm):
     request_types = (ct.CSV,)
     response_types = (ct.JSON, ct.JSONLINES)
     default_accept = ct.JSON
+    handles_missing_values = True
 
     def __init__(self, booster: Any, info: dict[str, Any]) -> None:
         self.booster = booster

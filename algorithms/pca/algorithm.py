@@ -123,7 +123,6 @@ class PCA(Algorithm):
 
     def predict(self, batch: Batch, accept: MediaType) -> Columns:
         batch.check_width(self.feature_dim, "the model's feature_dim")
-        batch.check_finite()
         return {"projection": self.project(batch.features)}
 
     def project(self, features: Features) -> np.ndarray:

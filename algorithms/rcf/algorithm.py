@@ -145,7 +145,6 @@ class RandomCutForest(Algorithm):
 
     def predict(self, batch: Batch, accept: MediaType) -> Columns:
         batch.check_width(self.feature_dim, "the model's feature_dim")
-        batch.check_finite()
         x = batch.dense()
         columns = {"score": np.round(self.forest.score(x), DECIMALS)}
         if accept.flag("verbose"):

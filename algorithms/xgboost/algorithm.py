@@ -52,6 +52,7 @@ class XGBoost(Algorithm):
     request_types = (ct.CSV, ct.LIBSVM, ct.RECORDIO, ct.JSON, ct.JSONLINES)
     response_types = (ct.CSV, ct.JSON, ct.JSONLINES, ct.RECORDIO)
     default_accept = ct.CSV
+    handles_missing_values = True
     empty_body_status = 204  # spec §4.8: an empty body gets 204 and an empty body, before any check
 
     def __init__(self, boosters: list[Any]) -> None:

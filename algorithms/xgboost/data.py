@@ -16,7 +16,7 @@ import numpy as np
 
 from algorithms.xgboost.lib import xgboost
 from common import content_types as ct
-from common.batch import Batch
+from common.batch import Batch, first_non_finite, non_finite_message
 from common.channels import PIPE, DataChannel
 from common.content_types import MediaType
 from common.errors import UserError
@@ -50,11 +50,27 @@ class Data:
 
 def load(channel: DataChannel, media: MediaType, csv_weights: bool) -> Data:
     """All rows of a channel, parsed as `media` (the train channel's type, used for both channels)."""
-    fast = _fast(channel, media, csv_weights)
-    if fast is not None:
-        return fast
-    batches = list(_batches(channel, media, csv_weights))
-    return _assemble(batches, channel.name, csv_weights and media.name == ct.CSV)
+    data = _fast(channel, media, csv_weights)
+    if data is None:
+        batches = list(_batches(channel, media, csv_weights))
+        data = _assemble(batches, channel.name, csv_weights and media.name == ct.CSV)
+    _check_finite(data, media, csv_weights)
+    return data
+
+
+def _check_finite(data: Data, media: MediaType, csv_weights: bool) -> None:
+    """NaN is a missing value; an infinite one (or one beyond float32) is refused, naming row and column."""
+    found = first_non_finite(data.features, missing_ok=True)
+    if found is None:
+        return
+    row, column, value = found
+    if media.name == ct.CSV:
+        column_text = f"column {column + (2 if csv_weights else 1) + 1}"
+    elif media.name == ct.LIBSVM:
+        column_text = f"feature index {column}"
+    else:
+        column_text = f"feature {column + 1}"
+    raise UserError(non_finite_message(f"{data.where(row).capitalize()}, {column_text}", value))
 
 
 def dmatrix(part: Data, nthread: int = -1) -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 
 from algorithms.xgboost import child, script_env, user_code
 from common.errors import UserError
-from common.paths import Paths, read_json
+from common.paths import Paths, read_json_object
 from common.training import FAILURE_LIMIT
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,9 @@ COMMAND_LIMIT = 200  # characters of the command shown in the failure file; the 
 
 def run_if_requested(paths: Paths) -> int | None:
     """The script's exit code, or None when the job is an algorithm-mode job."""
-    data_config = read_json(paths.input_data_config, default={})
-    user, sagemaker = script_env.split(script_env.decode(read_json(paths.hyperparameters, default={})))
+    data_config = read_json_object(paths.input_data_config, 'like {"train": {}}')
+    raw = read_json_object(paths.hyperparameters, 'like {"num_round": "10"}')
+    user, sagemaker = script_env.split(script_env.decode(raw))
     code_channel = paths.data / "code" if "code" in data_config else None
     program = _text(sagemaker.get("sagemaker_program")) or os.environ.get("SAGEMAKER_PROGRAM", "").strip()
     program = program or _single_script(code_channel)
@@ -47,7 +48,7 @@ def run_if_requested(paths: Paths) -> int | None:
                         f"{', '.join(found) or 'nothing'}).")
     user_code.install_requirements(code_dir)
     job = script_env.ScriptJob(paths, user, sagemaker, program, source, data_config,
-                               read_json(paths.resource_config, default={}))
+                               read_json_object(paths.resource_config, 'like {"hosts": ["algo-1"]}'))
     for folder in (paths.model, paths.output_data, paths.output / "intermediate"):  # as SageMaker provides them
         folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **job.environment(), "PYTHONPATH": _pythonpath()}

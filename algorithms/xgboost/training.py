@@ -25,7 +25,7 @@ from algorithms.xgboost.metric_names import CONTAINER_METRICS, maximize
 from algorithms.xgboost.metrics import container_metric, format_line, print_line
 from common.algorithm import TrainingJob
 from common.errors import UserError
-from common.paths import read_json
+from common.paths import read_json_object
 
 log = logging.getLogger(__name__)
 xgb = xgboost()  # this module is imported only when algorithm-mode training starts (algorithm.py)
@@ -44,7 +44,7 @@ Resume = tuple[int, bytes | None]  # (rounds already done, the checkpoint's mode
 def fit(job: TrainingJob) -> list[bytes] | None:
     """Train; the leader gets the models (UBJSON bytes: one, or one per k-fold fold), other hosts None."""
     hp: XGBoostHyperparameters = job.hyperparameters
-    raw = read_json(job.paths.hyperparameters, default={})
+    raw = read_json_object(job.paths.hyperparameters, 'like {"num_round": "10"}')
     cv = kfold.settings(raw)
     train_channel, val_channel = job.channels["train"], job.channels.get("validation")
     media = train_channel.config.media

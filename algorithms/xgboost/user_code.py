@@ -56,12 +56,29 @@ def _extract_once(source: str, target: Path, get: object) -> Path:
         get(archive)  # type: ignore[operator]
         try:
             with tarfile.open(archive) as tar:  # "data": no absolute paths, links or devices out of target
-                tar.extractall(target, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(target, filter="data")
+                else:  # Python without extraction filters: the same refusals, checked here
+                    tar.extractall(target, members=_checked_members(tar, target))
         except (tarfile.TarError, OSError) as exc:
             raise UserError(f"Could not extract the code archive {source}: {exc}.") from None
     marker.write_text(source)
     log.info("Extracted the code from %s into %s.", source, target)
     return target
+
+
+def _checked_members(tar: tarfile.TarFile, target: Path) -> list[tarfile.TarInfo]:
+    """Every member, or a TarError for one that is a device or would land (or link) outside `target`."""
+    root = target.resolve()
+    members = tar.getmembers()
+    for member in members:
+        destination = (root / member.name).resolve()
+        link = (destination.parent / member.linkname).resolve() if member.issym() else (
+            (root / member.linkname).resolve() if member.islnk() else destination)
+        inside = all(path == root or root in path.parents for path in (destination, link))
+        if member.isdev() or member.isfifo() or not inside or Path(member.name).is_absolute():
+            raise tarfile.TarError(f"member '{member.name}' is a device or points outside the code folder")
+    return members
 
 
 def _download(uri: str, target: Path) -> None:

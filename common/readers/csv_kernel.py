@@ -2,7 +2,8 @@
 
 Written by hand because it beats pandas' C reader on the same bytes (bench/bench_readers.py)
 and gives exact line/column positions for error messages.
-Status codes: 0 ok, 1 a field is not a number, 2 a line has the wrong number of fields.
+Status codes: 0 ok, 1 a field is not a number, 2 a line has the wrong number of fields, 3 `out` has no row
+left for the next line (the caller grows it; nothing was written past its end).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from numba import types
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
-OK, BAD_VALUE, BAD_WIDTH = 0, 1, 2
+OK, BAD_VALUE, BAD_WIDTH, FULL = 0, 1, 2, 3
 
 _POW10 = np.array([10.0**i for i in range(23)])
 _COMMA, _NL, _CR, _SP, _TAB = 44, 10, 13, 32, 9
@@ -182,7 +183,12 @@ def parse_lines(buf, ncols, out, nan_word, inf_word, infinity_word):
 
     Returns (status, rows written, line index of the problem, column of the problem or
     fields found). Line indices count every line, blank ones included, from 0.
+    Bounds: a row is written only while row < out.shape[0] (else FULL), a column only while col < ncols,
+    and ncols == out.shape[1] is checked before the first write; every buf index is checked against end.
     """
+    if out.shape[1] != ncols:
+        return BAD_WIDTH, 0, 0, out.shape[1]
+    capacity = out.shape[0]
     pow10 = _POW10
     end = len(buf)
     i = 0
@@ -196,6 +202,8 @@ def parse_lines(buf, ncols, out, nan_word, inf_word, infinity_word):
             i = j + 1
             line += 1
             continue
+        if row >= capacity:
+            return FULL, row, line, 0
         col = 0
         i = j
         last = ncols - 1

@@ -82,13 +82,21 @@ class CsvReader:
                 "leaves no feature columns."
             )
         labels = np.ascontiguousarray(matrix[:, : self.label_size])
-        return Batch(np.ascontiguousarray(matrix[:, self.label_size:]), labels, first_row, source)
+        return Batch(np.ascontiguousarray(matrix[:, self.label_size:]), labels, first_row, source,
+                     label_columns=self.label_size)
 
 
 def _parse_piece(buf: np.ndarray, ncols: int) -> tuple[int, np.ndarray, int, int]:
-    capacity = len(buf) // (2 * ncols) + 1  # a row takes at least "0," per field
-    out = np.empty((capacity, ncols), dtype=np.float32)
+    """Sized for numbers ("0," per field); a piece of mostly empty fields ("," per field) is parsed
+    again into the bound no piece can exceed: every row but the last ends in a newline and holds
+    ncols - 1 commas, so rows <= len // ncols + 1."""
+    out = np.empty((len(buf) // (2 * ncols) + 1, ncols), dtype=np.float32)
     status, rows, line, col = csv_kernel.parse(buf, ncols, out)
+    if status == csv_kernel.FULL:
+        out = np.empty((len(buf) // ncols + 1, ncols), dtype=np.float32)
+        status, rows, line, col = csv_kernel.parse(buf, ncols, out)
+    if status == csv_kernel.FULL:
+        raise RuntimeError("CSV rows exceeded their proven bound")  # unreachable: see above
     return status, out[:rows], line, col
 
 

@@ -8,6 +8,8 @@ Instance forms: a bare list of numbers, {"features": [...]},
 from __future__ import annotations
 
 import json
+import math
+import sys
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -16,6 +18,9 @@ import scipy.sparse as sp
 
 from common.batch import Batch
 from common.errors import UserError
+
+MAX_WIDTH = (1 << 31) - 1  # column indices are int32 downstream
+_MAX_DIGITS = getattr(sys, "get_int_max_str_digits", lambda: 4300)  # Python 3.11+ and 3.10.7+ have it
 
 
 class JsonReader:
@@ -54,9 +59,15 @@ class JsonLinesReader:
 def _loads(text: bytes, where: str) -> Any:
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-        raise UserError(f"The body of {where} is not valid JSON: {detail}.") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"The body of {where} is not valid JSON: {exc.msg}.") from None
+    except UnicodeDecodeError:
+        raise UserError(f"The body of {where} is not valid JSON: not UTF-8.") from None
+    except RecursionError:
+        raise UserError(f"The body of {where} nests JSON arrays or objects too deeply.") from None
+    except ValueError:  # an integer of more digits than Python converts (4,300 by default)
+        raise UserError(f"The body of {where} holds an integer of more than {_MAX_DIGITS()} "
+                        "digits; send numbers a float32 can hold.") from None
 
 
 def rows_to_batch(instances: list[Any], source: str) -> Batch:
@@ -117,7 +128,10 @@ def _numbers(values: Any, where: str) -> list[float]:
 def _shape_width(shape: Any, where: str) -> int:
     if not isinstance(shape, list) or not shape or not all(isinstance(s, int) and s > 0 for s in shape):
         raise UserError(f"{where}: 'shape' must be a list of positive integers.")
-    return int(np.prod(shape))
+    width = math.prod(shape)
+    if width > MAX_WIDTH:
+        raise UserError(f"{where}: 'shape' {shape} gives {width} features; at most {MAX_WIDTH} are allowed.")
+    return width
 
 
 def _dense_matrix(rows: list[list[float]], source: str) -> np.ndarray:
@@ -127,7 +141,18 @@ def _dense_matrix(rows: list[list[float]], source: str) -> np.ndarray:
     for index, row in enumerate(rows):
         if len(row) != width:
             raise UserError(f"Row {index + 1} of {source} has {len(row)} features but row 1 has {width}.")
-    return np.asarray(rows, dtype=np.float32).reshape(len(rows), width)
+    try:
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), width)
+    except OverflowError:  # an integer beyond float64: infinite as far as the values rule goes
+        return np.asarray([[_clamp(v) for v in row] for row in rows], dtype=np.float32).reshape(len(rows), width)
+
+
+def _clamp(value: float) -> float:
+    """JSON integers too large for a float become ±inf, as 1e400 written as a float does."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _sparse_matrix(rows: list[tuple[list[int], list[float], int]], source: str) -> sp.csr_matrix:
@@ -137,5 +162,6 @@ def _sparse_matrix(rows: list[tuple[list[int], list[float], int]], source: str) 
             raise UserError(f"Row {index + 1} of {source} has {w} features but row 1 has {width}.")
     indptr = np.cumsum([0] + [len(k) for k, _, _ in rows])
     indices = np.fromiter((k for keys, _, _ in rows for k in keys), dtype=np.int64, count=int(indptr[-1]))
-    data = np.fromiter((v for _, values, _ in rows for v in values), dtype=np.float32, count=int(indptr[-1]))
+    data = np.fromiter((_clamp(v) for _, values, _ in rows for v in values), dtype=np.float32,
+                       count=int(indptr[-1]))
     return sp.csr_matrix((data, indices, indptr), shape=(len(rows), width))

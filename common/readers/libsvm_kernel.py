@@ -1,6 +1,8 @@
 """A numba libsvm parser: `<label>[:<weight>] [qid:<q>] <index>:<value> ...` lines to CSR arrays.
 
-Status codes: 0 ok, 1 bad label or weight, 2 a token is not index:value, 3 a training row has no label.
+Status codes: 0 ok, 1 bad label or weight, 2 a token is not index:value (or an index or qid out of range),
+3 a training row has no label.
+Bounds: `capacities` counts lines and colons, which bound the rows and index:value pairs a parse can write.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from common.readers.csv_kernel import _POW10, INF_WORD, INFINITY_WORD, NAN_WORD,
 
 OK, BAD_LABEL, BAD_TOKEN, NO_LABEL = 0, 1, 2, 3
 _NL, _SP, _TAB, _CR, _COLON = 10, 32, 9, 13, 58
+MAX_INDEX = (1 << 31) - 2  # indices are int32 and the width (largest index + 1) must be one too
+MAX_QID = 1 << 53  # qids arrive as floats: beyond this they are no longer exact integers
 
 
 @numba.njit(cache=True, nogil=True)
@@ -67,16 +71,18 @@ def parse_lines(buf, labelled, indptr, indices, values, labels, weights, qids, n
             is_qid = i + 4 <= end and buf[i] == 113 and buf[i + 1] == 105 and buf[i + 2] == 100 and buf[i + 3] == 58
             if is_qid:
                 q, i, ok = parse_number(buf, i + 4, end, _POW10, nan_word, inf_word, infinity_word)
-                qids[row] = np.int64(q)
+                ok = ok and abs(q) <= MAX_QID and q == np.floor(q)  # NaN fails both
+                qids[row] = np.int64(q) if ok else 0
                 saw_qid = True
             else:
                 index = np.int64(0)
                 digits = 0
                 while i < end and 48 <= buf[i] <= 57:
-                    index = index * 10 + (buf[i] - 48)
+                    if index <= MAX_INDEX:  # stops growing past the limit: no int64 overflow
+                        index = index * 10 + (buf[i] - 48)
                     digits += 1
                     i += 1
-                ok = digits > 0 and i < end and buf[i] == _COLON
+                ok = digits > 0 and index <= MAX_INDEX and i < end and buf[i] == _COLON
                 if ok:
                     value, i, ok = parse_number(buf, i + 1, end, _POW10, nan_word, inf_word, infinity_word)
                     indices[nnz] = index

@@ -65,7 +65,7 @@ class LibsvmReader:
             raise UserError(f"{source} has feature index {max_index} but the model has {width} features.")
         matrix = sp.csr_matrix((values, indices, indptr), shape=(rows, width))
         return LibsvmBatch(matrix, labels.reshape(-1, 1) if self.labelled else None, first_row, source,
-                           weights if saw_weight else None, qids if saw_qid else None)
+                           weights=weights if saw_weight else None, qid=qids if saw_qid else None)
 
 
 def _rows(batch: LibsvmBatch, start: int, stop: int) -> LibsvmBatch:
@@ -76,7 +76,7 @@ def _rows(batch: LibsvmBatch, start: int, stop: int) -> LibsvmBatch:
         return None if array is None else array[start:stop]
 
     return LibsvmBatch(batch.features[start:stop], cut(batch.labels), batch.first_row + start, batch.source,
-                       cut(batch.weights), cut(batch.qid))
+                       weights=cut(batch.weights), qid=cut(batch.qid))
 
 
 def _describe(block: bytes, status: int, line: int, lines_before: int, source: str) -> str:
@@ -91,6 +91,10 @@ def _describe(block: bytes, status: int, line: int, lines_before: int, source: s
         key, sep, value = token.partition(":")
         if not (sep and (key.isdigit() or key == "qid") and _is_number(value)):
             return f"{where}: '{_shorten(token)}' is not index:value."
+        if key.isdigit() and int(key) > kernel.MAX_INDEX:
+            return f"{where}: feature index {_shorten(key)} is larger than the largest allowed, {kernel.MAX_INDEX}."
+        if key == "qid" and not _is_integer(value):
+            return f"{where}: qid '{_shorten(value)}' is not an integer of at most 2^53."
     return f"{where} is not libsvm: '{_shorten(text)}'."
 
 
@@ -100,6 +104,14 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _is_integer(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return abs(value) <= kernel.MAX_QID and value.is_integer()
 
 
 def _shorten(text: str, limit: int = 60) -> str:

@@ -20,6 +20,9 @@ from common.recordio import encode_dense, encode_sparse
 from tests.integration.helpers import free_port, serving, train
 from tests.responses import decode_label_records
 
+NAN = (" is empty or NaN, and this algorithm needs a value in every field (only XGBoost, LightGBM and CatBoost "
+       "read missing values); fill or drop it.")
+
 USERS, ITEMS, K = 60, 40, 3
 D = USERS + ITEMS
 RECORDIO = "application/x-recordio-protobuf"
@@ -146,7 +149,7 @@ def test_two_hosts_sharded_no_worse_than_one(tmp_path: Path) -> None:
     ({}, encode_sparse(sp.csr_matrix(([1.0], [120], [0, 1]), shape=(1, 100)), np.ones(1)), None,
      "Row 1 of train/train.rec: sparse features have key 120 but shape is [100]."),
     ({}, encode_dense(np.where(np.arange(200).reshape(2, 100) == 150, np.nan, 1.0), np.ones(2)), None,
-     "Row 2 of train/train.rec contains NaN or infinite values."),
+     "Row 2 of train/train.rec, column 51" + NAN),
     ({"predictor_type": "binary_classifier"}, encode_sparse(X[:10], Y[:10]), None,
      f"Row 1 of train/train.rec has label {float(Y[0])!r}; binary_classifier needs labels 0 or 1."),
     ({}, encode_sparse(X[:10]), None,
@@ -225,8 +228,7 @@ def test_served_model_answers_every_format(trained: Path) -> None:
         assert error(json.dumps({"instances": [bad_key]})) == (400, "Row 1 of request: key 100 is outside the "
                                                                     "shape [100].")
         nan_row = {"data": {"features": {"keys": [3], "shape": [D], "values": [float("nan")]}}}
-        assert error(json.dumps({"instances": [nan_row]})) == (400, "Row 1 of request contains NaN or infinite "
-                                                                    "values.")
+        assert error(json.dumps({"instances": [nan_row]})) == (400, "Row 1 of request, column 4" + NAN)
         wrong_shape = encode_sparse(sp.csr_matrix(([1.0], [2], [0, 1]), shape=(1, 50)))
         assert error(wrong_shape, RECORDIO) == (400, "Row 1 of request has 50 features but the model's "
                                                      "feature_dim is 100.")

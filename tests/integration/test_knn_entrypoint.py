@@ -21,6 +21,9 @@ from common.recordio import encode_dense
 from tests.integration.helpers import free_port, serving, train
 from tests.responses import decode_label_records
 
+NAN = (" is empty or NaN, and this algorithm needs a value in every field (only XGBoost, LightGBM and CatBoost "
+       "read missing values); fill or drop it.")
+
 X, _Y = make_blobs(n_samples=600, centers=3, n_features=4, cluster_std=2.5, random_state=3)
 X = X.astype(np.float32)
 Y = (_Y + 1).astype(np.float32)  # labels 1.0, 2.0, 3.0 as in the covtype notebook
@@ -165,7 +168,7 @@ def test_every_inference_format_and_bad_requests_through_gunicorn(trained: Path)
         assert (wrong_width.status_code, wrong_width.text) == (
             400, "Row 1 of request has 3 features but the model's feature_dim is 4.\n")
         nan = _post(url, "1,2,3,4\n1,nan,3,4", "text/csv")
-        assert (nan.status_code, nan.text) == (400, "Row 2 of request contains NaN or infinite values.\n")
+        assert (nan.status_code, nan.text) == (400, "Row 2 of request, column 2" + NAN + "\n")
         assert _post(url, "1,2,3,4", "text/plain").status_code == 415
         refused = _post(url, "1,2,3,4", "text/csv", "text/html")
         assert refused.status_code == 406 and refused.text.startswith("Accept 'text/html' is not supported")
@@ -190,7 +193,7 @@ def test_metadata_edit_is_honoured_when_the_server_loads(trained: Path, tmp_path
      "or index_type 'faiss.Flat' or 'faiss.IVFFlat'. Hyperparameter 'k' has invalid value '20': must be at most "
      "sample_size (10)."),
     ({}, "2.0,1,2,3\n1.0,1,2,3\n", "Row 1 of train/train.csv has 3 features but feature_dim is 4."),
-    ({}, "2.0,1,2,3,4\n1.0,1,nan,3,4\n", "Row 2 of train/train.csv contains NaN or infinite values."),
+    ({}, "2.0,1,2,3,4\n1.0,1,nan,3,4\n", "Row 2 of train/train.csv, column 3" + NAN),
     ({"k": "3"}, "2.0,1,2,3,4\n1.0,1,2,3,4\n", "k=3 is larger than the number of training rows (2)."),
     ({}, "", "The train channel holds no data rows."),
 ])

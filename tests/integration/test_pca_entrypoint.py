@@ -19,6 +19,9 @@ from common.recordio import encode_dense, encode_sparse
 from tests.integration.helpers import free_port, serving, train
 from tests.responses import decode_label_records
 
+NAN = (" is empty or NaN, and this algorithm needs a value in every field (only XGBoost, LightGBM and CatBoost "
+       "read missing values); fill or drop it.")
+
 RNG = np.random.default_rng(5)
 X = ((RNG.standard_normal((2000, 3)) * [6.0, 3.0, 1.5]) @ np.linalg.qr(RNG.standard_normal((6, 3)))[0].T
      + 0.2 * RNG.standard_normal((2000, 6)) + 4.0).astype(np.float32)
@@ -191,7 +194,7 @@ def test_served_model_answers_every_format_with_gunicorn(trained: Path) -> None:
                                                            "application/x-recordio-protobuf.")
         assert error(csv_body, "text/plain")[0] == 415
         assert error("1,2,3,4,5\n") == (400, "Row 1 of request has 5 features but the model's feature_dim is 6.")
-        assert error("1,2,3,4,5,6\n1,2,nan,4,5,6\n") == (400, "Row 2 of request contains NaN or infinite values.")
+        assert error("1,2,3,4,5,6\n1,2,nan,4,5,6\n") == (400, "Row 2 of request, column 3" + NAN)
 
 
 def test_describe_and_inspect(trained: Path, tmp_path: Path) -> None:

@@ -20,6 +20,9 @@ from common.recordio import encode_dense, encode_sparse
 from tests.integration.helpers import free_port, serving, train
 from tests.responses import decode_label_records
 
+NAN = (" is empty or NaN, and this algorithm needs a value in every field (only XGBoost, LightGBM and CatBoost "
+       "read missing values); fill or drop it.")
+
 RNG = np.random.default_rng(11)
 X = RNG.standard_normal((3000, 3)).astype(np.float32)
 TEST_X = np.vstack([RNG.standard_normal((490, 3)), RNG.uniform(6, 9, (10, 3)) * RNG.choice([-1, 1], (10, 3))])
@@ -129,7 +132,7 @@ def test_two_hosts_refuse_a_replicated_train_channel(tmp_path: Path) -> None:
                                    "range [50, 1000]."),
     ({"feature_dim": "4"}, X, None, "Row 1 of train/train.csv has 3 features but feature_dim is 4."),
     ({}, np.where(np.arange(9).reshape(3, 3) == 4, np.nan, 1.0), None,
-     "Row 2 of train/train.csv contains NaN or infinite values."),
+     "Row 2 of train/train.csv, column 2" + NAN),
     ({}, X[:40], None, "The train channel holds 40 rows, fewer than num_trees=50; every tree needs at least one row."),
     ({}, X, {"test": "ShardedByS3Key"}, "Channel 'test' has S3DistributionType 'ShardedByS3Key'; supported: "
                                         "FullyReplicated."),
@@ -227,7 +230,7 @@ def test_served_model_answers_every_format_with_gunicorn(trained: Path) -> None:
                                                             "application/x-recordio-protobuf.")
         assert error("1,2,3\n", "text/plain")[0] == 415
         assert error("1,2\n") == (400, "Row 1 of request has 2 features but the model's feature_dim is 3.")
-        assert error("1,2,3\n1,nan,3\n") == (400, "Row 2 of request contains NaN or infinite values.")
+        assert error("1,2,3\n1,nan,3\n") == (400, "Row 2 of request, column 2" + NAN)
 
 
 def test_inspect_exports_the_trees(trained: Path) -> None:

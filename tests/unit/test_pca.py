@@ -24,7 +24,11 @@ from common.hyperparameters import parse_hyperparameters
 from common.local import write_job
 from common.paths import Paths
 from common.recordio import encode_dense
+from common.serving import invoke
 from common.training import run_training
+
+NAN = (" is empty or NaN, and this algorithm needs a value in every field (only XGBoost, LightGBM and CatBoost "
+       "read missing values); fill or drop it.")
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ndarray"
 JSON = MediaType(ct.JSON)
@@ -200,8 +204,8 @@ def test_predict_errors_name_the_row() -> None:
         model.predict(Batch(np.zeros((1, 2), np.float32)), JSON)
     assert caught.value.message == "Row 1 of request has 2 features but the model's feature_dim is 3."
     with pytest.raises(UserError) as caught:
-        model.predict(Batch(np.array([[0, 0, 0], [0, np.nan, 0]], np.float32)), JSON)
-    assert caught.value.message == "Row 2 of request contains NaN or infinite values."
+        invoke(model, b"0,0,0\n0,nan,0\n", "text/csv", None)
+    assert caught.value.message.startswith("Row 2 of request, column 2 is empty or NaN")
 
 
 @pytest.mark.parametrize(("arrays", "message"), [
@@ -260,7 +264,7 @@ def test_training_errors_in_the_failure_file(base_dir: Path) -> None:
     x[213, 1] = np.nan
     assert _train(base_dir, x, {"num_components": "2"}) == 1
     assert (base_dir / "output" / "failure").read_text() == \
-        "ClientError: Row 214 of train/train.rec contains NaN or infinite values."
+        "ClientError: Row 214 of train/train.rec, column 2" + NAN
 
 
 def test_randomized_resumes_from_its_checkpoint(base_dir: Path, capsys: pytest.CaptureFixture) -> None:

@@ -81,7 +81,11 @@ def test_jsonlines_request(client) -> None:
                                              "application/jsonlines, application/x-recordio-protobuf, text/csv."),
     (b"1,2,3\n", "text/csv", None, 400, "Row 1 of request has 3 features but the model's feature_dim is 2."),
     (b"1,2\n3,x\n", "text/csv", None, 400, "Line 2 of request, column 2: 'x' is not a number."),
-    (b"1,2\nnan,1\n", "text/csv", None, 400, "Row 2 of request contains NaN or infinite values."),
+    (b"1,2\nnan,1\n", "text/csv", None, 400, "Row 2 of request, column 1 is empty or NaN, and this algorithm needs "
+                                            "a value in every field (only XGBoost, LightGBM and CatBoost read missing "
+                                            "values); fill or drop it."),
+    (b"1,2\n1,1e39\n", "text/csv", None, 400, "Row 2 of request, column 2 is inf (infinite, or beyond float32's "
+                                             "range of about ±3.4e38); values must be finite numbers."),
     (b"", "text/csv", None, 400, "The request body is empty; send at least one row."),
     (b"{", "application/json", None, 400, "The body of request is not valid JSON: Expecting property name "
                                           "enclosed in double quotes."),
