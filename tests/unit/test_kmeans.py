@@ -22,6 +22,7 @@ from common.errors import UserError
 from common.local import write_job
 from common.paths import Paths
 from common.recordio import encode_dense
+from common.serving import invoke
 from common.training import run_training
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ndarray"
@@ -129,8 +130,9 @@ def test_predict_errors() -> None:
         model.predict(Batch(np.zeros((1, 2), np.float32)), MediaType(ct.JSON))
     assert caught.value.message == "Row 1 of request has 2 features but the model's feature_dim is 3."
     with pytest.raises(UserError) as caught:
-        model.predict(Batch(np.array([[0, 0, 0], [0, np.inf, 0]], np.float32)), MediaType(ct.JSON))
-    assert caught.value.message == "Row 2 of request contains NaN or infinite values."
+        invoke(model, b"0,0,0\n0,inf,0\n", "text/csv", None)
+    assert caught.value.message == ("Row 2 of request, column 2 is inf (infinite, or beyond float32's range of about "
+                                    "±3.4e38); values must be finite numbers.")
 
 
 def test_artifact_round_trip_and_export(tmp_path: Path) -> None:

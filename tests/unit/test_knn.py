@@ -27,6 +27,7 @@ from common.hyperparameters import parse_hyperparameters
 from common.local import write_job
 from common.paths import Paths
 from common.recordio import encode_dense, encode_sparse
+from common.serving import invoke
 from common.training import run_training
 
 JSON, VERBOSE = MediaType(ct.JSON), MediaType.parse("application/json; verbose=true")
@@ -253,8 +254,8 @@ def test_predict_errors() -> None:
         model.predict(Batch(np.zeros((1, 2), np.float32)), JSON)
     assert caught.value.message == "Row 1 of request has 2 features but the model's feature_dim is 3."
     with pytest.raises(UserError) as caught:
-        model.predict(Batch(np.array([[0, 0, 0], [0, np.nan, 0]], np.float32)), JSON)
-    assert caught.value.message == "Row 2 of request contains NaN or infinite values."
+        invoke(model, b"0,0,0\n0,,0\n", "text/csv", None)
+    assert caught.value.message.startswith("Row 2 of request, column 2 is empty or NaN")
 
 
 def _train(base: Path, files: dict[str, tuple[bytes, str | None]], hyperparameters: dict[str, str],

@@ -22,6 +22,7 @@ from common.content_types import MediaType
 from common.distributed import Collective
 from common.errors import UserError
 from common.hyperparameters import parse_hyperparameters
+from common.serving import invoke
 
 RNG = np.random.default_rng(3)
 CLUSTER = RNG.standard_normal((3000, 2)).astype(np.float32)
@@ -146,8 +147,8 @@ def test_predict_columns_and_verbose() -> None:
     np.testing.assert_allclose(verbose["attribution"].sum(axis=1), verbose["score"], atol=1e-8)
     with pytest.raises(UserError, match="^Row 1 of request has 3 features but the model's feature_dim is 2.$"):
         model.predict(Batch(np.zeros((1, 3), np.float32)), MediaType(ct.JSON))
-    with pytest.raises(UserError, match="^Row 2 of request contains NaN or infinite values.$"):
-        model.predict(Batch(np.array([[0, 0], [np.nan, 1]], np.float32)), MediaType(ct.JSON))
+    with pytest.raises(UserError, match="^Row 2 of request, column 1 is empty or NaN"):
+        invoke(model, b"0,0\nnan,1\n", "text/csv", None)
 
 
 # ---- artifact -------------------------------------------------------------------------------
