@@ -81,7 +81,8 @@ def test_layouts(tmp_path: Path) -> None:
     (data / "training" / "other.json").write_text("{}")
     with pytest.raises(UserError, match="Found 2 JSON files in the 'training' channel"):
         locate(data, {"training"})
-    with pytest.raises(UserError, match=r"^Could not find any valid file ending in '\.csv' under '.*nothing/train'\.$"):
+    with pytest.raises(UserError, match=r"^Could not find any valid file ending in '\.csv' or '\.csv\.gz' "
+                                        r"under '.*nothing/train'\.$"):
         locate(tmp_path / "nothing", {"train"})
 
 
