@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from algorithms.xgboost import lenient_csv
 from algorithms.xgboost.lib import xgboost
 from common import content_types as ct
 from common.batch import Batch, first_non_finite, non_finite_message
-from common.channels import PIPE, DataChannel
+from common.channels import PIPE, DataChannel, maybe_gunzip
 from common.content_types import MediaType
 from common.errors import UserError
 from common.readers import reader_for
@@ -129,9 +130,13 @@ def _batches(channel: DataChannel, media: MediaType, csv_weights: bool) -> Itera
                         "application/x-parquet or application/x-recordio-protobuf.")
     for source, stream in channel.streams():
         try:
-            yield from reader.batches(stream, source, BLOCK_ROWS)
+            batches = list(reader.batches(stream, source, BLOCK_ROWS))  # whole: a lenient re-read replaces them
         except UserError as exc:
-            raise UserError(_hint(exc.message, media)) from None
+            if media.name != ct.CSV or channel.config.input_mode == PIPE:  # a FIFO cannot be read twice
+                raise UserError(_hint(exc.message, media)) from None
+            with open(channel.data_dir / source, "rb") as raw:
+                batches = [lenient_csv.read(maybe_gunzip(raw, source), source, 2 if csv_weights else 1)]
+        yield from batches
 
 
 def _hint(message: str, media: MediaType) -> str:

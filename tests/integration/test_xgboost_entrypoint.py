@@ -222,8 +222,8 @@ def test_other_training_formats(tmp_path: Path, form: str) -> None:
 
 
 @pytest.mark.parametrize(("hyperparameters", "content", "content_type", "failure"), [
-    ({}, "label,f1\n1,2\n", "text/csv", "ClientError: Line 1 of train/train looks like a header ('label,f1'); "
-                                        "CSV data must have no header row, label first."),
+    ({}, "label,f1\n1,2\n1,2,3\n", "text/csv", "ClientError: Line 3 of train/train has 3 fields but earlier "
+                                                "lines have 2; every row needs the same columns."),
     ({}, "1,2,3\n0,1,1\n", None, "ClientError: Line 1 of train/train: label '1,2,3' is not a number (or "
                                  "number:weight): this looks like CSV, but the channel is read as libsvm, which is "
                                  "also what a channel without ContentType means; set ContentType to text/csv."),
