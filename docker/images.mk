@@ -1,5 +1,5 @@
 # Container images, one per images.yaml entry (read by docker/images.py). Included by the Makefile.
-#   make image-kmeans          build sagemaker-kmeans:$(TAG) (and :latest)
+#   make image-kmeans          build sagemaker-kmeans:$(TAG) (and :latest, and :<version> per emulated version)
 #   make images                build every image
 #   make test-image-kmeans     build, then run tests/container for that image; test-images: all
 #   make push-kmeans           push to ECR: ACCOUNT (default: aws sts), REGION, TAG
@@ -35,10 +35,15 @@ container_tests = CONTAINER_ENGINE="$(ENGINE_CMD)" CONTAINER_IMAGES="$(1)" IMAGE
 
 .PHONY: images test-images
 
+# Then one tag per emulated version (images.yaml versions): the same layers plus its ENV, from the cache.
 image-%: install
 	@args=$$($(PY) docker/images.py build-args $*) && set -x && \
 	$(ENGINE_CMD) build -f docker/Dockerfile $(IMAGE_BUILD_FLAGS) $$args \
-		-t $(IMAGE_PREFIX)$*:$(TAG) -t $(IMAGE_PREFIX)$*:latest .
+		-t $(IMAGE_PREFIX)$*:$(TAG) -t $(IMAGE_PREFIX)$*:latest . && \
+	for version in $$($(PY) docker/images.py versions $*); do \
+		$(ENGINE_CMD) build -f docker/Dockerfile $(IMAGE_BUILD_FLAGS) $$args --build-arg EMULATED_VERSION=$$version \
+			-t $(IMAGE_PREFIX)$*:$$version . || exit 1; \
+	done
 
 images: install
 	$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) $(addprefix image-,$(IMAGE_NAMES))

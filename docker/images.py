@@ -2,7 +2,8 @@
 
     python docker/images.py names               kmeans pca ...
     python docker/images.py build-args NAME     --build-arg BASE=... --build-arg ALGORITHM=... ...
-    python docker/images.py get NAME FIELD      one of: algorithm, base, requirements, system_packages
+    python docker/images.py versions NAME       the emulated versions, each tagged <prefix><NAME>:<version>
+    python docker/images.py get NAME FIELD      one of: algorithm, base, requirements, system_packages, versions
 
 An entry whose algorithm folder does not exist yet is skipped with a warning, so an image
 can be listed before its code lands without breaking every other target.
@@ -18,7 +19,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-FIELDS = ("algorithm", "base", "requirements", "system_packages")
+FIELDS = ("algorithm", "base", "requirements", "system_packages", "versions")
 SAFE = re.compile(r"[A-Za-z0-9._/:@-]+")
 
 
@@ -29,6 +30,7 @@ class Image:
     base: str         # FROM image
     requirements: str  # installed after common/requirements.txt, relative to the repository
     system_packages: str = ""  # Debian packages, comma-separated (the Makefile passes no spaces)
+    versions: tuple[str, ...] = ()  # emulated versions: each a tag of the same build (SAGEMAKER_EMULATED_VERSION)
 
     def build_args(self) -> dict[str, str]:
         return {"BASE": self.base, "ALGORITHM": self.algorithm, "REQUIREMENTS": self.requirements,
@@ -54,10 +56,11 @@ def load(path: Path = REPO / "images.yaml") -> dict[str, Image]:
         base = entry.get("base", defaults.get("base", "python:3.11-slim-bookworm"))
         packages = entry.get("system_packages") or []
         packages = packages.split() if isinstance(packages, str) else [str(p) for p in packages]
-        for value in (algorithm, base, requirements, *packages):
+        versions = tuple(str(v) for v in entry.get("versions") or ())
+        for value in (algorithm, base, requirements, *packages, *versions):
             if not SAFE.fullmatch(str(value)):  # the Makefile passes them unquoted
                 raise SystemExit(f"images.yaml: {name}: '{value}' may only use letters, digits and ._/:@-")
-        images[name] = Image(name, algorithm, base, requirements, ",".join(packages))
+        images[name] = Image(name, algorithm, base, requirements, ",".join(packages), versions)
     return images
 
 
@@ -74,8 +77,11 @@ def main(argv: list[str]) -> int:
     elif argv[:1] == ["build-args"] and len(argv) == 2:
         args = _image(argv[1]).build_args()
         print(" ".join(f"--build-arg {key}={value}" for key, value in args.items()))
+    elif argv[:1] == ["versions"] and len(argv) == 2:
+        print(" ".join(_image(argv[1]).versions))
     elif argv[:1] == ["get"] and len(argv) == 3 and argv[2] in FIELDS:
-        print(getattr(_image(argv[1]), argv[2]))
+        value = getattr(_image(argv[1]), argv[2])
+        print(" ".join(value) if isinstance(value, tuple) else value)
     else:
         print(__doc__.strip(), file=sys.stderr)
         return 2

@@ -1,8 +1,9 @@
 """The XGBoost image: SageMaker XGBoost algorithm mode (spec xgboost.md), current (1.7-1 and later) behaviour.
 
 Artifact: `xgboost-model`, XGBoost's native UBJSON (`xgb.Booster().load_model(path)` reads it); a `_kfold` job
-(kfold.py) writes one per fold, `xgboost-model-0` .. `xgboost-model-<k * _num_cv_round - 1>`. Pickled
-models (SageMaker XGBoost before 1.3-1) load only with SAGEMAKER_XGBOOST_ALLOW_PICKLE=true. Several
+(kfold.py) writes one per fold, `xgboost-model-0` .. `xgboost-model-<k * _num_cv_round - 1>`; an image tag that
+emulates a version before 1.3-1 writes a pickled Booster instead (versions.py). Pickled models load as AWS's
+images load them, logging it, unless SAGEMAKER_XGBOOST_ALLOW_PICKLE=false. Several
 `xgboost-model*` files are an ensemble (mean; vote for multi:softmax and binary:hinge) unless
 SAGEMAKER_INFERENCE_ENSEMBLE=false. Response switches: see inference.py. Framework (script) mode, in the same
 image: script_training.py (a job naming sagemaker_program) and script_serving.py (SAGEMAKER_PROGRAM).
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.xgboost import inference
+from algorithms.xgboost import inference, versions
 from algorithms.xgboost.hyperparameters import XGBoostHyperparameters
 from algorithms.xgboost.lib import xgboost
 from algorithms.xgboost.metrics import definitions
@@ -85,8 +86,10 @@ class XGBoost(Algorithm):
         script_serving.prepare(model_dir)
 
     def save(self, model_dir: Path) -> None:
+        pickled = versions.current().pickled_model  # what a notebook of that version reads with pickle.load
         for name, booster in zip(model_files(len(self.boosters)), self.boosters):
-            (model_dir / name).write_bytes(bytes(booster.save_raw("ubj")))
+            raw = pickle.dumps(booster, protocol=4) if pickled else bytes(booster.save_raw("ubj"))
+            (model_dir / name).write_bytes(raw)
 
     @classmethod
     def load(cls, model_dir: Path) -> Algorithm:
@@ -116,7 +119,9 @@ class XGBoost(Algorithm):
         described["inference"]["environment"] = {
             inference.SELECTABLE_VAR: "comma-separated: " + ", ".join(inference.KEYS),
             inference.CSV_OUTPUT_VAR: "per_line (default) or comma_joined (the 1.0-1 image's one-line CSV)",
-            PICKLE_VAR: "true to load pickled models (they can run code)",
+            PICKLE_VAR: "false to refuse pickled models (unpickling can run code); default true, as AWS's images",
+            versions.VERSION_VAR: "the emulated SageMaker XGBoost version (set by the image tag): "
+                                  + ", ".join(versions.VERSIONS),
             ENSEMBLE_VAR: "false to use only the first xgboost-model* file",
         }
         return described
@@ -182,14 +187,16 @@ def _booster(raw: bytes, name: str) -> Any:
 
 
 def _unpickle(raw: bytes, name: str) -> Any:
-    if os.environ.get(PICKLE_VAR, "").lower() != "true":
+    """A model artifact pickled by SageMaker XGBoost before 1.3-1 (or joblib): the deployer's own file, loaded as
+    AWS's serving code loads it, unless SAGEMAKER_XGBOOST_ALLOW_PICKLE=false. Request bodies are never unpickled."""
+    if os.environ.get(PICKLE_VAR, "true").lower() == "false":
         raise UserError(
-            f"{name} is a Python pickle (what SageMaker XGBoost before 1.3-1 and joblib.dump write), which this "
-            f"image does not load because unpickling can run code: convert it with booster = pickle.load(f); "
-            f"booster.save_model('xgboost-model.json') and rename it to xgboost-model, or set {PICKLE_VAR}=true "
-            "if you trust it.")
+            f"{name} is a Python pickle (what SageMaker XGBoost before 1.3-1 and joblib.dump write), and "
+            f"{PICKLE_VAR}=false refuses pickles: convert it with booster = pickle.load(f); "
+            "booster.save_model('xgboost-model.json') and rename it to xgboost-model, or unset the variable.")
+    log.info("%s is a pickled model (SageMaker XGBoost before 1.3-1); loading it with pickle.", name)
     try:
-        model = pickle.loads(raw)  # noqa: S301 - explicit opt-in above
+        model = pickle.loads(raw)  # noqa: S301 - the deployer's artifact, as AWS's images load it
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is the artifact's
         raise UserError(f"{name} could not be unpickled: {exc}.") from None
     booster = model.get_booster() if hasattr(model, "get_booster") else model

@@ -4,8 +4,9 @@ Environment, read per request:
   SAGEMAKER_INFERENCE_OUTPUT     selectable keys, e.g. `predicted_label,probabilities`
   SAGEMAKER_BATCH                set by batch transform: one `str(prediction)` per line, whatever the Accept
   SAGEMAKER_XGBOOST_CSV_OUTPUT   `comma_joined`: the 1.0-1 image's text/csv body, every prediction on one
-                                 line joined by commas (what older clients split on ","); default
-                                 `per_line`, one prediction per line as the current images answer
+                                 line joined by commas (what older clients split on ","), or `per_line`, one
+                                 prediction per line as the current images answer; default: what the emulated
+                                 version (versions.py) answered
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 
 import numpy as np
 
+from algorithms.xgboost import versions
 from common import content_types as ct
 from common.content_types import MediaType
 from common.encoders import Columns, encode
@@ -80,7 +82,8 @@ def encode_response(columns: Columns, accept: MediaType, keys: list[str] | None,
         preds = columns["score"]
         if batch:
             return ("\n".join(map(str, preds.tolist())) + "\n").encode()
-        if accept.name == ct.CSV and os.environ.get(CSV_OUTPUT_VAR, "per_line").lower() == "comma_joined":
+        csv_output = os.environ.get(CSV_OUTPUT_VAR) or versions.current().csv_output
+        if accept.name == ct.CSV and csv_output.lower() == "comma_joined":
             return ",".join(map(str, preds.tolist())).encode()
         return encode(columns, accept.name, envelope)
     if accept.name == ct.RECORDIO:

@@ -78,11 +78,11 @@ def test_seed_000_single_instance_metrics_and_artifact(seed000: dict) -> None:
     assert float(re.match(regex, last.replace("\t", "#011")).group(1)) == evaluated[-1]["validation-mlogloss"]
 
 
-def test_seed_000_client_code_with_the_old_csv_switch(seed000: dict) -> None:
+def test_seed_000_client_code_against_the_1_0_1_version(seed000: dict) -> None:
     payload = "".join(p.read_text() for p in seed000["val_parts"]).rstrip("\n")
     labels = [float(line.split(" ")[0]) for line in payload.split("\n")]
     test_data = payload.split("\n")
-    with serving("xgboost", seed000["base"], extra_env={"SAGEMAKER_XGBOOST_CSV_OUTPUT": "comma_joined"}) as (url, _):
+    with serving("xgboost", seed000["base"], extra_env={"SAGEMAKER_EMULATED_VERSION": "1.0-1"}) as (url, _):
 
         def do_predict(data: list[str], content_type: str) -> list[float]:  # seed 000's client, minus boto3
             response = requests.post(url + "/invocations", data="\n".join(data), headers={"Content-Type": content_type})
@@ -283,7 +283,7 @@ def test_serving_every_content_type_accept_and_error(seed000: dict) -> None:
         assert header.status_code == 400 and "looks like a header" in header.text
 
 
-def test_selectable_output_and_a_refused_pickle(cancer: dict, tmp_path: Path) -> None:
+def test_selectable_output_and_a_pickled_model(cancer: dict, tmp_path: Path) -> None:
     rows = "\n".join(",".join(repr(float(v)) for v in r) for r in CANCER_X[:2])
     env = {"SAGEMAKER_INFERENCE_OUTPUT": "predicted_label, probabilities"}
     with serving("xgboost", cancer["base"], extra_env=env) as (url, _):
@@ -300,9 +300,13 @@ def test_selectable_output_and_a_refused_pickle(cancer: dict, tmp_path: Path) ->
     booster.load_model(str(cancer["base"] / "model" / "xgboost-model"))
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "xgboost-model").write_bytes(pickle.dumps(booster))
-    process = subprocess.run([sys.executable, "-c", "from common.serving import create_app; "
-                              "from algorithms.xgboost import ALGORITHM; import pathlib; "
-                              f"print(create_app(ALGORITHM, pathlib.Path({str(tmp_path / 'model')!r})).test_client()"
-                              ".get('/ping').text)"], capture_output=True, text=True,
-                             env=entrypoint_env("xgboost", tmp_path))
-    assert "is a Python pickle" in process.stdout and "SAGEMAKER_XGBOOST_ALLOW_PICKLE=true" in process.stdout
+    command = [sys.executable, "-c", "from common.serving import create_app; from algorithms.xgboost import ALGORITHM; "
+               f"import pathlib; app = create_app(ALGORITHM, pathlib.Path({str(tmp_path / 'model')!r})).test_client(); "
+               "print(app.get('/ping').status_code, app.post('/invocations', data='1,2', content_type='text/csv')"
+               ".status_code)"]
+    loaded = subprocess.run(command, capture_output=True, text=True, env=entrypoint_env("xgboost", tmp_path))
+    assert loaded.stdout.rstrip().endswith("200 400"), loaded.stdout  # loaded; 400: the row has 2 features
+    refused = subprocess.run(command, capture_output=True, text=True, env={
+        **entrypoint_env("xgboost", tmp_path), "SAGEMAKER_XGBOOST_ALLOW_PICKLE": "false"})
+    assert refused.stdout.rstrip().endswith("500 503")  # /ping says the model is not loaded
+    assert "is a Python pickle" in refused.stderr and "SAGEMAKER_XGBOOST_ALLOW_PICKLE=false refuses" in refused.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import pickle
 import re
 import threading
@@ -242,14 +243,45 @@ def test_request_width_is_checked_exactly(models: dict[str, Path]) -> None:
     assert len(short.splitlines()) == 1
 
 
-def test_pickled_models_need_an_explicit_opt_in(models: dict[str, Path], tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pickled_models_load_as_aws_loads_them_unless_refused(models: dict[str, Path], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
     booster = XGBoost.load(models["binary:logistic"]).boosters[0]
     (tmp_path / "xgboost-model").write_bytes(pickle.dumps(booster, protocol=4))
-    with pytest.raises(UserError, match="is a Python pickle .* SAGEMAKER_XGBOOST_ALLOW_PICKLE=true"):
+    with caplog.at_level(logging.INFO):
+        assert XGBoost.load(tmp_path).objective == "binary:logistic"
+    assert "xgboost-model is a pickled model (SageMaker XGBoost before 1.3-1)" in caplog.text
+    monkeypatch.setenv("SAGEMAKER_XGBOOST_ALLOW_PICKLE", "false")
+    with pytest.raises(UserError, match="is a Python pickle .* SAGEMAKER_XGBOOST_ALLOW_PICKLE=false refuses"):
         XGBoost.load(tmp_path)
-    monkeypatch.setenv("SAGEMAKER_XGBOOST_ALLOW_PICKLE", "true")
-    assert XGBoost.load(tmp_path).objective == "binary:logistic"
+
+
+@pytest.mark.parametrize("version, comma_joined, pickled", [("1.0-1", True, True), ("1.2-1", True, True),
+                                                            ("1.2-2", False, True), ("1.5-1", False, False),
+                                                            (None, False, False)])
+def test_an_emulated_version_has_its_csv_body_and_model_file(models: dict[str, Path], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch, version: str | None,
+                                                              comma_joined: bool, pickled: bool) -> None:
+    if version:
+        monkeypatch.setenv("SAGEMAKER_EMULATED_VERSION", version)
+    model = XGBoost.load(models["binary:logistic"])
+    body = invoke(model, b"0.5,1,2,3\n-1,0,0,0\n", "text/csv", None)[0].decode()
+    assert (body.count(",") == 1 and "\n" not in body) if comma_joined else body.count("\n") == 2
+    model.save(tmp_path)
+    raw = (tmp_path / "xgboost-model").read_bytes()
+    assert raw[:1] == b"\x80" if pickled else raw[:1] == b"{"
+    if pickled:
+        assert pickle.loads(raw).num_features() == model.num_features  # what a notebook of that time did
+    assert XGBoost.load(tmp_path).num_features == model.num_features
+
+
+def test_an_unknown_emulated_version_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from algorithms.xgboost import versions
+
+    monkeypatch.setenv("SAGEMAKER_EMULATED_VERSION", "0.90-2")
+    with pytest.raises(UserError, match=r"^SAGEMAKER_EMULATED_VERSION='0.90-2' is not an emulated version; use one "
+                                        r"of: 1.0-1, 1.2-1"):
+        versions.current()
 
 
 def test_ensemble_votes_for_softmax(models: dict[str, Path], tmp_path: Path) -> None:
