@@ -32,14 +32,7 @@ def setup_logging(stream: object = sys.stdout) -> None:
     )
 
 
-def _stop(signum: int, _frame: object) -> None:
-    """SIGTERM: unwind through SystemExit. Raised inside a C library's callback into Python (LightGBM
-    logs through ctypes) the exception is swallowed, so a timer ends the process 5 seconds later."""
-    import threading
-
-    timer = threading.Timer(5.0, os._exit, (128 + signum,))
-    timer.daemon = True
-    timer.start()
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
     sys.exit(128 + signum)
 
 
@@ -53,16 +46,24 @@ def main(argv: list[str] | None = None) -> int:
         os.execvp(command, args)
     # describe and inspect print JSON on stdout: their logs go to stderr.
     setup_logging(sys.stdout if command in ("train", "serve") else sys.stderr)
-    if command != "serve":
-        # As PID 1 Python ignores SIGTERM unless it handles it; SageMaker stops a job with SIGTERM.
-        signal.signal(signal.SIGTERM, _stop)
+    from common import stopping
     from common.errors import UserError
 
     try:
-        return _run(command, rest)
+        # As PID 1 Python ignores SIGTERM unless it handles it; SageMaker stops a job with SIGTERM.
+        if command == "train":
+            stopping.install()
+        elif command != "serve":
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        code = _run(command, rest)
     except UserError as exc:
         print(f"Error: {exc.message}", file=sys.stderr)
         return 1
+    except stopping.Stopped:
+        code = stopping.finish()
+    if stopping.requested():
+        stopping.exit_now(code)  # do not wait for library threads at interpreter shutdown
+    return code
 
 
 def _run(command: str, rest: list[str]) -> int:

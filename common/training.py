@@ -6,9 +6,10 @@ import logging
 import time
 import traceback
 
+from common import stopping
 from common.algorithm import Algorithm, TrainingJob
 from common.channels import DataChannel, parse_input_data_config
-from common.checkpoints import Checkpoints
+from common.checkpoints import Checkpoints, data_files
 from common.distributed import Cluster, ClusterError, connect
 from common.errors import UserError
 from common.hyperparameters import parse_hyperparameters
@@ -43,13 +44,17 @@ def prepare_job(algorithm: type[Algorithm], paths: Paths) -> tuple[object, dict[
 
 
 def run_training(algorithm: type[Algorithm], paths: Paths) -> int:
-    """Train; returns the process exit code (0 ok, 1 user error, 2 anything else; a user script's own code)."""
+    """Train; returns the process exit code (0 ok, 1 user error, 2 anything else, 143 stopped by SIGTERM; a user
+    script's own code)."""
     started = time.time()
+    stopping.register(paths)
     try:
         code = algorithm.run_user_script(paths)
         if code is not None:
             return code
         hyperparameters, channels, cluster = prepare_job(algorithm, paths)
+        checkpoints = Checkpoints(paths.checkpoints, data=data_files(channels))
+        stopping.register(paths, checkpoints)
         log.info("Final configuration: %s", hyperparameters)
         metrics = MetricsEmitter(cluster.current_host)
         with connect(cluster) as collective:
@@ -60,13 +65,15 @@ def run_training(algorithm: type[Algorithm], paths: Paths) -> int:
                 cluster=cluster,
                 collective=collective,
                 metrics=metrics,
-                checkpoints=Checkpoints(paths.checkpoints),
+                checkpoints=checkpoints,
                 definitions={m.name: m for m in algorithm.metrics},
             )
             model = algorithm.train(job)
             if model is not None and cluster.is_leader:
                 paths.model.mkdir(parents=True, exist_ok=True)
                 model.save(paths.model)
+    except stopping.Stopped:
+        return stopping.finish()  # the failure file naming the last checkpoint, exit code 143
     except UserError as exc:
         return _fail(paths, f"ClientError: {exc.message}", 1)
     except ClusterError as exc:

@@ -20,16 +20,20 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from algorithms.catboost.hyperparameters import CatBoostHyperparameters
+from algorithms.catboost.snapshots import Snapshots
 from common import content_types as ct
+from common import stopping
 from common.algorithm import Algorithm, TrainingJob
 from common.batch import Batch
 from common.channels import FILE, ChannelSpec
+from common.checkpoints import job_state
 from common.content_types import MediaType, negotiate_accept
 from common.encoders import Columns
 from common.errors import UserError
@@ -117,12 +121,13 @@ class CatBoost(Algorithm):
         log.info("Training a %s model (%d classes) on %d rows, validating on %d rows, %d features.",
                  problem, num_classes, len(train), len(validation), train.features.shape[1])
         estimator = catboost.CatBoostClassifier if problem == CLASSIFICATION else catboost.CatBoostRegressor
-        with previous_model(job.paths.data, job.channels) as previous:
+        with previous_model(job.paths.data, job.channels) as previous, tempfile.TemporaryDirectory() as scratch:
             init_model = str(previous.require(MODEL_FILE, problem, num_classes)) if previous else None
+            state = job_state(hp, train.features.shape, len(validation), init_model is not None)
+            snapshots = Snapshots(job.checkpoints, state, hp.iterations)
+            model = estimator(**params, **snapshots.params(Path(scratch)))
             try:
-                model = estimator(**params)
-                model.fit(_pool(train), eval_set=_pool(validation), use_best_model=True, log_cout=_Flushing(),
-                          log_cerr=_Flushing(), init_model=init_model)
+                model = _fit(model, train, validation, init_model, snapshots)
             except catboost.CatBoostError as exc:
                 raise UserError(f"CatBoost rejected the job: {str(exc).strip()}") from None
         info = artifact_info(previous, problem_type=problem, num_classes=num_classes,
@@ -198,6 +203,26 @@ class CatBoost(Algorithm):
         return response_body(columns, jsonlines=accept.name == ct.JSONLINES)
 
 
+def _fit(model: Any, train: Table, validation: Table, init_model: str | None, snapshots: Snapshots) -> Any:
+    """The fitted model; CatBoost's C++ loop checks for signals through Python, where the stop is only recorded
+    (`stopping.deferred`) so that the snapshot callback ends the fit cleanly."""
+    import catboost
+
+    def fit() -> Any:
+        with stopping.deferred():
+            return model.fit(_pool(train), eval_set=_pool(validation), use_best_model=True, log_cout=_Flushing(),
+                             log_cerr=_Flushing(), init_model=init_model, callbacks=[snapshots])
+
+    try:
+        return fit()
+    except catboost.CatBoostError as exc:
+        if not snapshots.resuming or "snapshot" not in str(exc).lower():
+            raise
+        log.warning("CatBoost cannot resume from its snapshot (%s); starting over.", str(exc).strip())
+        snapshots.discard()
+        return fit()
+
+
 def _with_categories(batch: Batch, categorical: tuple[int, ...]) -> np.ndarray:
     """Float rows, with categorical columns as Python ints (CatBoost keys categories by their text)."""
     dense = batch.dense()
@@ -249,7 +274,7 @@ def _params(hp: CatBoostHyperparameters, problem: str, num_classes: int) -> dict
         "l2_leaf_reg": hp.l2_leaf_reg, "random_strength": hp.random_strength, "rsm": hp.rsm,
         "sampling_frequency": hp.sampling_frequency, "bagging_temperature": hp.bagging_temperature,
         "grow_policy": hp.grow_policy, "random_seed": hp.random_seed, "thread_count": hp.thread_count,
-        "verbose": hp.verbose, "allow_writing_files": False,
+        "verbose": hp.verbose,
     }
     if hp.early_stopping_rounds > 0:
         params["early_stopping_rounds"] = hp.early_stopping_rounds

@@ -147,8 +147,9 @@ def fit(hp: FMHyperparameters, job: TrainingJob) -> tuple[dict[str, np.ndarray],
     train = job.channels["train"]
     collective = job.collective
     state, start_epoch, step = initial_state(hp), 0, 0
-    resumed = job.checkpoints.latest()
-    if resumed and resumed[1].get("shape") == [hp.feature_dim, hp.num_factors, hp.epochs]:
+    shape = [hp.feature_dim, hp.num_factors, hp.epochs]
+    resumed = job.checkpoints.latest(shape)
+    if resumed:
         state, start_epoch, step = resumed[0], int(resumed[1]["epoch"]) + 1, int(resumed[1]["step"])
         log.info("Resuming from the checkpoint after epoch %d.", start_epoch - 1)
     trainer = Trainer(hp, state, step)
@@ -184,8 +185,8 @@ def fit(hp: FMHyperparameters, job: TrainingJob) -> tuple[dict[str, np.ndarray],
             raise UserError("The train channel holds no data rows.")
         if job.cluster.is_leader:
             _emit_train(job, hp, epoch, totals)
-        job.checkpoints.save(epoch, state, {"epoch": epoch, "step": int(trainer.step[0]),
-                                            "shape": [hp.feature_dim, hp.num_factors, hp.epochs]})
+        job.checkpoints.save(epoch, state, {"epoch": epoch, "step": int(trainer.step[0]), "state": shape},
+                             progress=f"epoch {epoch + 1} of {hp.epochs}")
         job.metrics.progress(100.0 * (epoch + 1) / hp.epochs)
     job.metrics.throughput(rows_read / max(time.perf_counter() - started, 1e-9))
     return state, rows_read

@@ -121,9 +121,10 @@ def _fit_minibatch(hp: KMeansHyperparameters, train: DataChannel, job: TrainingJ
     rng = np.random.default_rng(SEED)
     wanted = hp.k * hp.center_factor
     decay_per_row = 0.5 ** (1.0 / hp.half_life_time_size) if hp.half_life_time_size else 1.0
-    resumed = job.checkpoints.latest()
+    state = [wanted, hp.feature_dim, hp.epochs]
+    resumed = job.checkpoints.latest(state)
     start_epoch = 0
-    if resumed and resumed[1].get("state") == [wanted, hp.feature_dim, hp.epochs]:
+    if resumed:
         centers, counts = resumed[0]["centers"], resumed[0]["counts"]
         start_epoch = int(resumed[1]["epoch"]) + 1
         log.info("Resuming from the checkpoint after epoch %d.", start_epoch - 1)
@@ -145,8 +146,8 @@ def _fit_minibatch(hp: KMeansHyperparameters, train: DataChannel, job: TrainingJ
             rows_seen += len(x)
         if collective.world_size > 1:
             centers, counts = _combine_hosts(collective, synced_centers, base, centers, counts)
-        job.checkpoints.save(epoch, {"centers": centers, "counts": counts},
-                             {"epoch": epoch, "state": [wanted, hp.feature_dim, hp.epochs]})
+        job.checkpoints.save(epoch, {"centers": centers, "counts": counts}, {"epoch": epoch, "state": state},
+                             progress=f"epoch {epoch + 1} of {hp.epochs}")
         job.metrics.progress(100.0 * (epoch + 1) / hp.epochs)
     return centers, counts, rows_seen
 

@@ -65,6 +65,29 @@ class Reservoir:
             self._consolidate(width)
         return self.features, self.labels, self.row_ids  # type: ignore[return-value]
 
+    def arrays(self, width: int) -> dict[str, np.ndarray]:
+        """The rows kept so far, for a checkpoint (`counters` holds the rest of the state)."""
+        if self.features is not None:
+            return {"features": self.features, "labels": self.labels, "row_ids": self.row_ids}  # type: ignore
+        parts = self._parts or [(np.empty((0, width), np.float32), np.empty(0, np.float32), np.empty(0, np.int64))]
+        return {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(("features", "labels", "row_ids"))}
+
+    def counters(self) -> dict:
+        return {"seen": self.seen, "kept": self._kept, "rng": self.rng.bit_generator.state}
+
+    @classmethod
+    def restore(cls, capacity: int, arrays: dict[str, np.ndarray], counters: dict) -> Reservoir:
+        """The reservoir `arrays` and `counters` were taken from, to continue exactly as it would have."""
+        reservoir = cls(capacity, 0)
+        reservoir.rng.bit_generator.state = counters["rng"]
+        reservoir.seen, reservoir._kept = int(counters["seen"]), int(counters["kept"])
+        kept = (arrays["features"].copy(), arrays["labels"].copy(), arrays["row_ids"].copy())
+        if reservoir._kept == capacity:
+            reservoir.features, reservoir.labels, reservoir.row_ids = kept
+        elif reservoir._kept:
+            reservoir._parts = [kept]
+        return reservoir
+
     def _consolidate(self, width: int = 0) -> None:
         if self._parts:
             self.features = np.concatenate([p[0] for p in self._parts])

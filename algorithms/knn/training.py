@@ -14,9 +14,11 @@ from algorithms.knn.hyperparameters import KnnHyperparameters
 from algorithms.knn.sampling import Reservoir, host_share
 from algorithms.knn.vote import as_written
 from common import content_types as ct
+from common import stopping
 from common.algorithm import TrainingJob
 from common.batch import Batch
 from common.channels import SHARDED, DataChannel
+from common.checkpoints import Checkpoints, job_state
 from common.errors import UserError
 from common.metrics import MetricDefinition
 
@@ -56,25 +58,52 @@ def labels_of(batch: Batch) -> np.ndarray:
     return labels
 
 
-def sample_host(channel: DataChannel, hp: KnnHyperparameters, rank: int, world_size: int) -> tuple[Sample, int]:
+def sample_host(channel: DataChannel, hp: KnnHyperparameters, rank: int, world_size: int,
+                checkpoints: Checkpoints | None = None) -> tuple[Sample, int]:
     """This host's share of the sample in one pass, and the number of rows it read.
 
     On several hosts reading the same (FullyReplicated) data, host r only draws from rows r, r+N, ...
+    The reservoir is checkpointed when `checkpoints.due()` (a minute on, or SIGTERM) and at the end of the pass;
+    a restarted job skips the batches it holds (or the whole pass).
     """
     check_labelled(channel)
     stride = world_size if channel.config.distribution != SHARDED else 1
-    reservoir = Reservoir(host_share(hp.sample_size, rank, world_size), SAMPLING_SEED + rank)
-    rows = 0
-    for batch in channel.batches(hp.mini_batch_size, 0, hp.feature_dim):
-        labels = labels_of(batch)
-        row_ids = np.arange(rows, rows + len(batch), dtype=np.int64)
-        rows += len(batch)
-        if stride > 1:
-            mine = np.flatnonzero(row_ids % stride == rank)
-            batch = Batch(batch.features[mine], None, batch.first_row, batch.source)
-            labels, row_ids = labels[mine], row_ids[mine]
-        if len(batch):
-            reservoir.add(batch, labels, row_ids)
+    capacity = host_share(hp.sample_size, rank, world_size)
+    reservoir, rows = Reservoir(capacity, SAMPLING_SEED + rank), 0
+    state = job_state(hp, rank, world_size)
+    resumed = checkpoints.latest(state) if checkpoints is not None else None
+    if resumed is not None:
+        arrays, meta = resumed
+        reservoir, rows = Reservoir.restore(capacity, arrays, meta["reservoir"]), int(meta["rows"])
+        log.info("Resuming from the checkpoint after %d rows%s.", rows, " (the whole pass)" if meta["complete"] else "")
+        if meta["complete"]:
+            return reservoir.result(hp.feature_dim), rows
+
+    def save(complete: bool) -> None:
+        if checkpoints is not None:
+            checkpoints.save(rows, reservoir.arrays(hp.feature_dim),
+                             {"rows": rows, "complete": complete, "reservoir": reservoir.counters(), "state": state},
+                             progress=f"sampling {rows} rows" + (", the whole train channel" if complete else ""))
+
+    position = 0
+    with stopping.deferred():  # SIGTERM: checkpoint after the batch, then stop
+        for batch in channel.batches(hp.mini_batch_size, 0, hp.feature_dim):
+            position += len(batch)
+            if position <= rows:
+                continue  # in the checkpoint's reservoir already
+            labels = labels_of(batch)
+            row_ids = np.arange(rows, rows + len(batch), dtype=np.int64)
+            rows += len(batch)
+            if stride > 1:
+                mine = np.flatnonzero(row_ids % stride == rank)
+                batch = Batch(batch.features[mine], None, batch.first_row, batch.source)
+                labels, row_ids = labels[mine], row_ids[mine]
+            if len(batch):
+                reservoir.add(batch, labels, row_ids)
+            if checkpoints is not None and checkpoints.due():
+                save(complete=False)
+            stopping.check()
+    save(complete=True)
     return reservoir.result(hp.feature_dim), rows
 
 
@@ -83,7 +112,7 @@ def gather_samples(job: TrainingJob, hp: KnnHyperparameters) -> Sample | None:
     collective, cluster = job.collective, job.cluster
     started = time.perf_counter()
     train = job.channels["train"]
-    (features, labels, row_ids), rows = sample_host(train, hp, cluster.rank, cluster.world_size)
+    (features, labels, row_ids), rows = sample_host(train, hp, cluster.rank, cluster.world_size, job.checkpoints)
     job.metrics.throughput(rows / max(time.perf_counter() - started, 1e-9))
     job.metrics.progress(100.0)
     counts = collective.allgather((len(labels), rows))

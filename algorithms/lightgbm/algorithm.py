@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from algorithms.lightgbm import network
+from algorithms.lightgbm.checkpointing import Checkpointing
 from algorithms.lightgbm.hyperparameters import (
     BINARY_METRICS,
     METRICS,
@@ -33,9 +34,11 @@ from algorithms.lightgbm.hyperparameters import (
     LightGBMHyperparameters,
 )
 from common import content_types as ct
+from common import stopping
 from common.algorithm import Algorithm, TrainingJob
 from common.batch import Batch
 from common.channels import FILE, ChannelSpec
+from common.checkpoints import job_state
 from common.content_types import MediaType
 from common.encoders import Columns
 from common.errors import UserError
@@ -138,17 +141,23 @@ class LightGBM(Algorithm):
         train_set = lgb.Dataset(train.features, train.labels, categorical_feature=list(train.categorical) or "auto",
                                 free_raw_data=True)
         val_set = lgb.Dataset(validation.features, validation.labels, reference=train_set)
-        callbacks = [lgb.log_evaluation(1)]
-        if hp.early_stopping_rounds > 0 and hosts == 1:
-            callbacks.append(lgb.early_stopping(hp.early_stopping_rounds, verbose=True))
-        elif hp.early_stopping_rounds > 0:
-            log.warning("Disable early stopping feature in multi-instance training: each host validates on its "
-                        "own rows, so hosts could stop at different rounds.")
         with previous_model(job.paths.data, job.channels) as previous:
             init_model = str(previous.require(MODEL_FILE, problem, num_classes)) if previous else None
+            state = job_state(hp, job.cluster.rank, hosts, train.features.shape, init_model is not None)
+            checkpointing = Checkpointing(job, state, hp.num_boost_round)
+            callbacks = [lgb.log_evaluation(1), checkpointing]
+            if hp.early_stopping_rounds > 0 and hosts == 1:
+                callbacks.append(checkpointing.watch(lgb.early_stopping(hp.early_stopping_rounds, verbose=True)))
+            elif hp.early_stopping_rounds > 0:
+                log.warning("Disable early stopping feature in multi-instance training: each host validates on its "
+                            "own rows, so hosts could stop at different rounds.")
             try:
-                booster = lgb.train(params, train_set, hp.num_boost_round, valid_sets=[val_set, train_set],
-                                    valid_names=["val", "train"], callbacks=callbacks, init_model=init_model)
+                # LightGBM logs through a ctypes callback, which would swallow the SIGTERM exception: the
+                # checkpointing callback raises it after the round instead.
+                with stopping.deferred():
+                    booster = lgb.train(params, train_set, hp.num_boost_round - checkpointing.rounds,
+                                        valid_sets=[val_set, train_set], valid_names=["val", "train"],
+                                        callbacks=callbacks, init_model=checkpointing.init_model(lgb, init_model))
             except lgb.basic.LightGBMError as exc:
                 raise UserError(f"LightGBM rejected the job: {exc}") from None
         info = artifact_info(previous, problem_type=problem, num_classes=num_classes,

@@ -73,7 +73,7 @@ class PCA(Algorithm):
             log.info("regular mode: %d components of %d features, one pass", hp.num_components, hp.feature_dim)
             _check_scatter_fits(hp.feature_dim)
             fit = fit_regular(channel_blocks(train, hp), hp.feature_dim, hp.num_components, hp.subtract_mean,
-                              job.collective)
+                              job.collective, job.checkpoints)
             job.metrics.progress(100.0)
         else:
             passes = randomized_passes(hp.feature_dim, hp.sketch_size)

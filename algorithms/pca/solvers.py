@@ -19,12 +19,13 @@ A sketch as wide as the data (K = feature_dim) is exact after the single pass.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from algorithms.pca import kernels
+from common import stopping
 from common.batch import Features
 from common.checkpoints import Checkpoints
 from common.distributed import Collective
@@ -54,10 +55,20 @@ def check_rows(rows: int, num_components: int) -> None:
 
 
 def fit_regular(blocks: Blocks, feature_dim: int, num_components: int, subtract_mean: bool,
-                collective: Collective) -> Fit:
+                collective: Collective, checkpoints: Checkpoints | None = None) -> Fit:
+    """One pass of sums, checkpointed when `checkpoints.due()` (a minute on, or SIGTERM); a restarted job skips
+    the rows it has summed."""
     sums = kernels.ScatterSums(feature_dim)
-    for features in blocks(0):
-        sums.add(features)
+    state = ["regular", feature_dim, collective.rank, collective.world_size]
+    _resume_sums(checkpoints, state, sums)
+    with stopping.deferred():  # SIGTERM: checkpoint after the block, then stop
+        for features in _after_rows(blocks(0), sums.rows):
+            sums.add(features)
+            if checkpoints is not None and checkpoints.due():
+                checkpoints.save(sums.rows, {"scatter": sums.scatter, "total": sums.total,
+                                             "rows": np.array([sums.rows])},
+                                 {"state": state}, progress=f"{sums.rows} rows of the one pass")
+            stopping.check()
     local_rows = sums.rows
     scatter, total, rows = kernels.ScatterSums.unpack(collective.allreduce_sum(sums.packed()), feature_dim)
     check_rows(rows, num_components)
@@ -114,18 +125,38 @@ def fit_randomized(blocks: Blocks, feature_dim: int, num_components: int, sketch
         basis = collective.broadcast(kernels.orthonormal_basis(z) if collective.is_leader else None, root=0)
         if checkpoints is not None:
             checkpoints.save(step, {"basis": basis, "total": total, "rows": np.array([rows])},
-                             {"pass": step, "state": state})
+                             {"pass": step, "state": state}, progress=f"pass {step + 1} of {passes}")
     if not collective.is_leader:
         return Fit(rows, rows_read)
     values, vectors = kernels.nystrom_eigenpairs(basis, z, num_components)
     return Fit(rows, rows_read, np.sqrt(values), kernels.orient(vectors), mean)
 
 
+def _resume_sums(checkpoints: Checkpoints | None, state: list, sums: kernels.ScatterSums) -> None:
+    """`sums` from this host's checkpoint, if it has one."""
+    latest = checkpoints.latest(state) if checkpoints is not None else None
+    if latest is not None:
+        arrays = latest[0]
+        sums.scatter = np.asfortranarray(arrays["scatter"])
+        sums.total, sums.rows = arrays["total"], int(arrays["rows"][0])
+        log.info("Resuming from the checkpoint after %d rows of the pass.", sums.rows)
+
+
+def _after_rows(blocks: Iterable[Features], skip: int) -> Iterator[Features]:
+    """The rows after the first `skip`; checkpoints fall between blocks, so with the same blocks none is cut."""
+    for features in blocks:
+        if skip >= features.shape[0]:
+            skip -= features.shape[0]
+            continue
+        yield features[skip:] if skip else features
+        skip = 0
+
+
 def _resume(checkpoints: Checkpoints | None, state: list, collective: Collective
             ) -> tuple[int, np.ndarray | None, np.ndarray | None, int]:
     """(last finished pass or -1, basis, column totals, rows) from a matching checkpoint on every host."""
-    latest = checkpoints.latest() if checkpoints is not None else None
-    done = int(latest[1]["pass"]) if latest and latest[1].get("state") == state else -1
+    latest = checkpoints.latest(state) if checkpoints is not None else None
+    done = int(latest[1]["pass"]) if latest else -1
     if collective.world_size > 1:
         agreed = collective.allreduce_min(np.array([done])), collective.allreduce_max(np.array([done]))
         if int(agreed[0][0]) != int(agreed[1][0]):

@@ -26,6 +26,7 @@ from common import content_types as ct
 from common.algorithm import Algorithm, TrainingJob
 from common.batch import Batch
 from common.channels import FILE, PIPE, REPLICATED, SHARDED, ChannelSpec
+from common.checkpoints import job_state
 from common.content_types import MediaType
 from common.encoders import Columns
 from common.errors import UserError
@@ -74,7 +75,8 @@ class RandomCutForest(Algorithm):
         log.info("Validating that feature_dim agrees with dimensions in training data...")
         started = time.perf_counter()
         batches = (b.dense() for b in train.batches(hp.mini_batch_size, 0, hp.feature_dim, exact=False))
-        samples = sample_stream(batches, hp.num_trees, hp.num_samples_per_tree, hp.feature_dim, collective, SEED)
+        samples = sample_stream(batches, hp.num_trees, hp.num_samples_per_tree, hp.feature_dim, collective, SEED,
+                                job.checkpoints, job_state(hp, collective.rank, collective.world_size))
         job.metrics.throughput(samples.rows_here / max(time.perf_counter() - started, 1e-9))
         mine = list(range(collective.rank, hp.num_trees, collective.world_size))
         trees = Trees.build([samples.per_tree[t] for t in mine], [SEED + 1000 + t for t in mine])

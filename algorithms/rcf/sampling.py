@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from algorithms.rcf import kernels
+from common import stopping
+from common.checkpoints import Checkpoints
 from common.distributed import Collective
 from common.errors import UserError
 
@@ -37,9 +39,21 @@ class Reservoir:
         uniforms = self.rng.random(len(x)) if self.seen + len(x) > len(self.rows) else np.empty(0)
         self.seen = kernels.reservoir_update(self.rows, self.seen, np.ascontiguousarray(x, np.float32), uniforms)
 
+    def kept(self) -> np.ndarray:
+        return self.rows[:min(self.seen, len(self.rows))]
+
+    def counters(self) -> dict:
+        return {"seen": self.seen, "rng": self.rng.bit_generator.state}
+
+    def restore(self, kept: np.ndarray, counters: dict) -> None:
+        """Continue from a checkpoint's `kept()` rows and `counters()` exactly as the saved reservoir would."""
+        self.rows[:len(kept)] = kept
+        self.seen = int(counters["seen"])
+        self.rng.bit_generator.state = counters["rng"]
+
     def sample(self) -> np.ndarray:
         """The kept rows, in random order."""
-        kept = self.rows[:min(self.seen, len(self.rows))]
+        kept = self.kept()
         return kept[self.rng.permutation(len(kept))]
 
 
@@ -51,10 +65,10 @@ class Samples:
 
 
 def sample_stream(batches: Iterable[np.ndarray], num_trees: int, samples_per_tree: int, feature_dim: int,
-                  collective: Collective, seed: int) -> Samples:
-    reservoir = Reservoir(num_trees * samples_per_tree, feature_dim, seed + collective.rank)
-    for x in batches:
-        reservoir.add(x)
+                  collective: Collective, seed: int, checkpoints: Checkpoints | None = None,
+                  state: list | None = None) -> Samples:
+    reservoir = _filled(batches, Reservoir(num_trees * samples_per_tree, feature_dim, seed + collective.rank),
+                        checkpoints, state)
     counts = np.array(collective.allgather(reservoir.seen), np.int64)
     rows = int(counts.sum())
     if rows == 0:
@@ -76,3 +90,38 @@ def sample_stream(batches: Iterable[np.ndarray], num_trees: int, samples_per_tre
     pooled = pooled[np.random.default_rng(seed + 1).permutation(len(pooled))]
     log.info("%d samples gathered from %d rows on %d host(s).", len(pooled), rows, collective.world_size)
     return Samples([pooled[t * per_tree:(t + 1) * per_tree] for t in range(num_trees)], rows, reservoir.seen)
+
+
+def _filled(batches: Iterable[np.ndarray], reservoir: Reservoir, checkpoints: Checkpoints | None,
+            state: list | None) -> Reservoir:
+    """The reservoir after one pass, checkpointed when `checkpoints.due()` (a minute on, or SIGTERM) and at the
+    end; a restarted job skips the batches its checkpoint holds (the same batches: `state` holds mini_batch_size),
+    or the pass."""
+    resumed = checkpoints.latest(state) if checkpoints is not None else None
+    if resumed is not None:
+        arrays, meta = resumed
+        reservoir.restore(arrays["kept"], meta["reservoir"])
+        log.info("Resuming from the checkpoint after %d rows%s.", reservoir.seen,
+                 " (the whole pass)" if meta["complete"] else "")
+        if meta["complete"]:
+            return reservoir
+
+    def save(complete: bool) -> None:
+        if checkpoints is not None:
+            whole = ", the whole train channel" if complete else ""
+            checkpoints.save(reservoir.seen, {"kept": reservoir.kept()},
+                             {"complete": complete, "reservoir": reservoir.counters(), "state": state},
+                             progress=f"sampling {reservoir.seen} rows{whole}")
+
+    position = 0
+    with stopping.deferred():  # SIGTERM: checkpoint after the batch, then stop
+        for x in batches:
+            position += len(x)
+            if position <= reservoir.seen:
+                continue  # in the checkpoint's reservoir already
+            reservoir.add(x)
+            if checkpoints is not None and checkpoints.due():
+                save(complete=False)
+            stopping.check()
+    save(complete=True)
+    return reservoir

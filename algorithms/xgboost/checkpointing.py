@@ -36,7 +36,7 @@ class XGBoostCheckpoints:
                 log.warning("Skipping unreadable checkpoint %s%d: %s", PREFIX, number, exc)
         return None
 
-    def save(self, round_number: int, model: bytes) -> None:
+    def save(self, round_number: int, model: bytes) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{PREFIX}{round_number}"
         tmp = path.with_name(path.name + ".sagemaker-ignore")
@@ -44,6 +44,7 @@ class XGBoostCheckpoints:
         os.replace(tmp, path)
         for old in self.rounds()[: -self.keep]:
             self._delete(self.directory / f"{PREFIX}{old}")
+        return path
 
     def _delete(self, path: Path) -> None:
         uploading = path.with_name(path.name + ".sagemaker-uploading")

@@ -10,19 +10,21 @@ together; each writes the out-of-fold predictions of its rows.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from algorithms.xgboost import data as data_module
-from algorithms.xgboost import kfold
+from algorithms.xgboost import kfold, versions
 from algorithms.xgboost.algorithm import MODEL_FILE, model_files
 from algorithms.xgboost.checkpointing import XGBoostCheckpoints
 from algorithms.xgboost.hyperparameters import XGBoostHyperparameters
 from algorithms.xgboost.lib import xgboost
 from algorithms.xgboost.metric_names import CONTAINER_METRICS, maximize
 from algorithms.xgboost.metrics import container_metric, format_line, print_line
+from common import stopping
 from common.algorithm import TrainingJob
 from common.errors import UserError
 from common.paths import read_json_object
@@ -64,6 +66,8 @@ def fit(job: TrainingJob) -> list[bytes] | None:
         params["eval_metric"] = builtin
     boosting = _Boosting(job, hp, params, metrics, stop_metric)
     leader = job.cluster.is_leader
+    if hp.save_model_on_termination == "true":
+        stopping.on_stop(lambda: _keep_model_files(job))
     hosts = "Distributed" if job.cluster.world_size > 1 else "Single node"
     if cv is not None:
         resumes = [_resume(job, hp, _checkpoints(job, f"model-{i}"), f"model-{i}/") for i in range(cv.models)]
@@ -106,7 +110,8 @@ class _Boosting:
         start, resumed = resume
         evals = [(dtrain, "train")] + ([(dval, "validation")] if dval is not None else [])
         callbacks: list[Any] = [_Monitor(self.job, start, checkpoints,
-                                         model_file if self.hp.save_model_on_termination == "true" else None)]
+                                         model_file if self.hp.save_model_on_termination == "true" else None,
+                                         self.hp.num_round)]
         if self.hp.early_stopping_rounds and dval is not None:  # no metric named: XGBoost's default one
             callbacks.append(xgb.callback.EarlyStopping(
                 rounds=self.hp.early_stopping_rounds, metric_name=self.stop_metric, data_name="validation",
@@ -195,7 +200,8 @@ def _check_rows(job: TrainingJob, train: data_module.Data, validation: data_modu
 def _metrics(hp: XGBoostHyperparameters, job: TrainingJob, raw: dict[str, Any],
              validated: bool) -> tuple[list[str], str | None]:
     """The metrics to print, and the early-stopping metric (HPO objective, else the last one listed)."""
-    metrics = list(hp.eval_metric or ())
+    legacy = versions.default_eval_metric(hp.objective_name)  # an emulated version before 1.3-1
+    metrics = list(hp.eval_metric or ()) or ([legacy] if legacy else [])
     tuning = str(raw.get("_tuning_objective_metric", "")).strip().strip('"')
     tuned = tuning.split(":", 1)[1] if ":" in tuning else ""
     if tuned and tuned not in metrics:
@@ -228,7 +234,20 @@ def _resume(job: TrainingJob, hp: XGBoostHyperparameters, checkpoints: XGBoostCh
     number, model = latest
     log.info("Resuming from checkpoint %sxgboost-checkpoint.%d: %d of %d rounds left.", folder, number,
              max(0, hp.num_round - number - 1), hp.num_round)
+    if checkpoints is not None and job.cluster.is_leader:
+        job.checkpoints.note(checkpoints.directory / f"xgboost-checkpoint.{number}",
+                             f"round {number + 1} of {hp.num_round}")
     return number + 1, model
+
+
+def _keep_model_files(job: TrainingJob) -> int:
+    """save_model_on_termination on SIGTERM: only the xgboost-model files of the last round stay; exit 0."""
+    if job.cluster.is_leader and job.paths.model.is_dir():
+        for path in job.paths.model.iterdir():
+            if not path.name.startswith(MODEL_FILE):
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    log.info("Stopped by SIGTERM: save_model_on_termination keeps the model of the last finished round.")
+    return 0
 
 
 def _classify(exc: Exception, job: TrainingJob) -> Exception:
@@ -253,10 +272,10 @@ class _Monitor(xgb.callback.TrainingCallback):
     save_model_on_termination, the model file after every round."""
 
     def __init__(self, job: TrainingJob, offset: int, checkpoints: XGBoostCheckpoints | None,
-                 model_file: str | None) -> None:
+                 model_file: str | None, num_round: int) -> None:
         super().__init__()
         self.job, self.offset, self.leader = job, offset, job.cluster.is_leader
-        self.checkpoints, self.model_file = checkpoints, model_file
+        self.checkpoints, self.model_file, self.num_round = checkpoints, model_file, num_round
 
     def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
         self.job.collective.alive()
@@ -269,9 +288,12 @@ class _Monitor(xgb.callback.TrainingCallback):
             print_line(format_line(number, scores))
         if self.checkpoints is not None or self.model_file is not None:
             raw = bytes(model.save_raw("ubj"))
-            if self.checkpoints is not None:
-                self.checkpoints.save(number, raw)
-            if self.model_file is not None:
+            if self.model_file is not None:  # replaced whole: a SIGTERM mid-write must not leave half a model
                 self.job.paths.model.mkdir(parents=True, exist_ok=True)
-                (self.job.paths.model / self.model_file).write_bytes(raw)
+                tmp = self.job.paths.model / f".{self.model_file}.tmp"
+                tmp.write_bytes(raw)
+                tmp.replace(self.job.paths.model / self.model_file)
+            if self.checkpoints is not None:
+                saved = self.checkpoints.save(number, raw)
+                self.job.checkpoints.note(saved, f"round {number + 1} of {self.num_round}")
         return False

@@ -203,7 +203,7 @@ def test_describe_inspect_and_usage(trained: Path, tmp_path: Path) -> None:
     assert unknown.returncode == 1 and "ALGORITHM='nope' names no folder under algorithms/." in unknown.stderr
 
 
-def test_sigterm_stops_training_quickly_without_a_failure_file(tmp_path: Path) -> None:
+def test_sigterm_stops_training_quickly_and_says_so(tmp_path: Path) -> None:
     base = tmp_path / "ml"
     write_job(base, HP, {"train": ([], None)}, input_mode="Pipe")
     (base / "input" / "data").mkdir(parents=True)
@@ -213,4 +213,5 @@ def test_sigterm_stops_training_quickly_without_a_failure_file(tmp_path: Path) -
     time.sleep(2)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 128 + signal.SIGTERM
-    assert not (base / "output" / "failure").exists()
+    assert (base / "output" / "failure").read_text() == (
+        "Training stopped by SIGTERM before the first checkpoint; nothing to resume from.")

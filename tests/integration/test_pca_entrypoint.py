@@ -124,8 +124,7 @@ def test_two_hosts_sharded_equal_one_host(tmp_path: Path, mode: str) -> None:
 @pytest.mark.parametrize(("hyperparameters", "rows", "failure"), [
     ({"num_components": "7"}, X, "num_components=7 is larger than feature_dim=6; it can be at most feature_dim."),
     ({"feature_dim": "5"}, X, "Row 1 of train/train.csv has 6 features but feature_dim is 5."),
-    ({}, np.where(np.arange(12).reshape(2, 6) == 9, np.nan, 1.0), "Row 2 of train/train.csv contains NaN or "
-                                                                   "infinite values."),
+    ({}, np.where(np.arange(12).reshape(2, 6) == 9, np.nan, 1.0), "Row 2 of train/train.csv, column 4" + NAN),
     ({}, X[:2], "num_components=3 is larger than the number of training rows (2)."),
     ({"subtract_mean": "yes"}, X, "Hyperparameter 'subtract_mean' has invalid value 'yes': must be true or false."),
 ])

@@ -24,8 +24,11 @@ from common import xgboost_collective
 from common.distributed import Cluster, ClusterError, Collective
 from common.errors import UserError
 from common.hyperparameters import parse_hyperparameters
+from common.local import write_job
+from common.paths import Paths
 from common.readers.libsvm_reader import LibsvmReader
 from common.serving import invoke
+from common.training import run_training
 from common.xgboost_collective import _XGBoostCollective, _XGBoostThread
 
 SEED_000 = {"max_depth": "5", "eta": "0.2", "gamma": "4", "min_child_weight": "6", "silent": "0",
@@ -273,6 +276,26 @@ def test_an_emulated_version_has_its_csv_body_and_model_file(models: dict[str, P
     if pickled:
         assert pickle.loads(raw).num_features() == model.num_features  # what a notebook of that time did
     assert XGBoost.load(tmp_path).num_features == model.num_features
+
+
+@pytest.mark.parametrize("version, objective, metric", [("1.0-1", "binary:logistic", "error"),
+                                                      ("1.2-2", "multi:softmax", "merror"),
+                                                      (None, "binary:logistic", "logloss"),
+                                                      ("1.5-1", "multi:softmax", "mlogloss"),
+                                                      ("1.0-1", "reg:squarederror", "rmse")])
+def test_versions_before_1_3_score_classification_with_the_old_default_metric(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, version: str | None,
+        objective: str, metric: str) -> None:
+    if version:
+        monkeypatch.setenv("SAGEMAKER_EMULATED_VERSION", version)
+    rows = np.random.default_rng(0).random((60, 3))
+    data = tmp_path / "train.csv"
+    multi = objective.startswith("multi")
+    data.write_text("\n".join(f"{int(a > 0.5) + (int(b > 0.5) if multi else 0)},{a},{b},{c}" for a, b, c in rows))
+    extra = {"num_class": "3"} if multi else {}
+    write_job(tmp_path / "ml", {"num_round": "2", "objective": objective, **extra}, {"train": ([data], "csv")})
+    assert run_training(XGBoost, Paths(tmp_path / "ml")) == 0
+    assert f"[1]\ttrain-{metric}:" in capsys.readouterr().out
 
 
 def test_an_unknown_emulated_version_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
