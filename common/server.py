@@ -4,6 +4,9 @@ Workers default to the number of CPUs; each worker gets cpus // workers compute
 threads (BLAS, OpenMP, numba, FAISS), so workers x threads never exceeds the cores.
 Models are loaded in each worker after the fork (no preload): fork after BLAS or
 OpenMP initialisation can hang.
+
+Each worker (common/gthread_worker.py) has more threads reading requests than it lets predict at once
+(SAGEMAKER_MODEL_SERVER_THREADS), so slow uploads do not hold up predictions, and /ping has threads of its own.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+READ_THREADS = 64  # started on demand; a slow client holds one for at most twice the read timeout
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
@@ -20,14 +24,20 @@ def _int_env(name: str, default: int) -> int:
     return int(value) if value.isdigit() and int(value) > 0 else default
 
 
+def read_timeout_seconds() -> int:
+    """How long a client has to send a request's headers, and then as long again for its body."""
+    return _int_env("SAGEMAKER_MODEL_SERVER_READ_TIMEOUT", 5)
+
+
 def server_settings() -> dict[str, Any]:
     cpus = os.cpu_count() or 1
     workers = _int_env("SAGEMAKER_MODEL_SERVER_WORKERS", cpus)
+    predictions = _int_env("SAGEMAKER_MODEL_SERVER_THREADS", 4)
     return {
         "bind": f"0.0.0.0:{_int_env('SAGEMAKER_BIND_TO_PORT', 8080)}",
         "workers": workers,
-        "worker_class": "gthread",
-        "threads": _int_env("SAGEMAKER_MODEL_SERVER_THREADS", 4),
+        "worker_class": "common.gthread_worker.Worker",
+        "threads": max(READ_THREADS, 2 * predictions),
         "timeout": _int_env("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
         "graceful_timeout": 25,  # SageMaker sends SIGKILL 30 s after SIGTERM
         "keepalive": 75,
@@ -35,6 +45,7 @@ def server_settings() -> dict[str, Any]:
         "accesslog": None,
         "control_socket_disable": True,  # gunicorn 27's control socket: nothing uses it here
         "compute_threads": max(1, cpus // workers),
+        "concurrent_predictions": predictions,
     }
 
 
@@ -52,6 +63,7 @@ def limit_compute_threads(threads: int) -> None:
 def serve(algorithm_name: str, model_dir: Path) -> None:
     settings = server_settings()
     limit_compute_threads(settings.pop("compute_threads"))
+    predictions = settings.pop("concurrent_predictions")
     from gunicorn.app.base import BaseApplication
 
     class Application(BaseApplication):  # type: ignore[misc]
@@ -63,6 +75,6 @@ def serve(algorithm_name: str, model_dir: Path) -> None:
             from common.algorithm import load_algorithm
             from common.serving import create_app
 
-            return create_app(load_algorithm(algorithm_name), model_dir)
+            return create_app(load_algorithm(algorithm_name), model_dir, predictions)
 
     Application().run()

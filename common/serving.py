@@ -7,10 +7,12 @@ request body is a 400 from `invoke`, unless the algorithm declares `empty_body_s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import logging
 import os
+import threading
 import traceback
 from collections.abc import Callable
 from http import HTTPStatus
@@ -72,9 +74,13 @@ def _response_type(accept: str | None, supported: tuple[str, ...], default: str)
     return negotiate_accept(accept, supported, default)
 
 
-def create_app(algorithm: type[Algorithm], model_dir: Path) -> Flask:
+def create_app(algorithm: type[Algorithm], model_dir: Path, concurrent_predictions: int | None = None) -> Flask:
+    """`concurrent_predictions` caps how many requests predict at once (None: no cap); the server reads
+    requests on more threads than that, so that slow uploads do not hold up the compute."""
     app = Flask(algorithm.name)
     limit = max_payload_bytes()  # enforced by _read_body, chunked bodies included
+    predicting: contextlib.AbstractContextManager = (
+        threading.BoundedSemaphore(concurrent_predictions) if concurrent_predictions else contextlib.nullcontext())
     model: Algorithm | None = None
     load_error = ""
     try:
@@ -118,7 +124,8 @@ def create_app(algorithm: type[Algorithm], model_dir: Path) -> Flask:
                 if model.empty_body_status is not None and (not body or body.isspace()):
                     start_response(f"{model.empty_body_status} {HTTPStatus(model.empty_body_status).phrase}", [])
                     return []
-                payload, mimetype = invoke(model, body, environ.get("CONTENT_TYPE"), environ.get("HTTP_ACCEPT"))
+                with predicting:
+                    payload, mimetype = invoke(model, body, environ.get("CONTENT_TYPE"), environ.get("HTTP_ACCEPT"))
                 status = 200
             except UserError as exc:
                 status, payload, mimetype = exc.status, (exc.message + "\n").encode(), TEXT
@@ -144,9 +151,15 @@ def _read_body(environ: dict, limit: int) -> bytes:
     """The whole body, chunked or not, refusing more than `limit` bytes without buffering them.
 
     Reads the server's input stream directly (gunicorn de-chunks it and ends it at the body's end):
-    werkzeug's stream wrappers cost more than the rest of a one-row request."""
-    stream = environ["wsgi.input"]
-    length = environ.get("CONTENT_LENGTH")
+    werkzeug's stream wrappers cost more than the rest of a one-row request. A body that does not arrive in
+    time (the server raises TimeoutError from the stream, see common/gthread_worker.py) is a 408."""
+    try:
+        return _read_limited(environ["wsgi.input"], environ.get("CONTENT_LENGTH"), limit)
+    except TimeoutError as exc:
+        raise UserError(str(exc) or "The request body did not arrive in time.", status=408) from None
+
+
+def _read_limited(stream: Any, length: str | None, limit: int) -> bytes:
     if length and length.isdigit():
         if int(length) > limit:
             raise _too_large(limit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -153,3 +154,79 @@ def test_compute_thread_settings_fill_only_what_the_user_left_unset(monkeypatch:
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     limit_compute_threads(2)
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+class _StalledStream(io.BytesIO):
+    """A request body whose client stopped sending: the server's stream raises TimeoutError at its deadline."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        raise TimeoutError("The request body did not arrive within 5 s; send it without pauses or raise "
+                           "SAGEMAKER_MODEL_SERVER_READ_TIMEOUT.")
+
+
+@pytest.mark.parametrize("length", ["100", ""])  # announced, and chunked
+def test_a_body_that_does_not_arrive_in_time_is_408(client, length: str) -> None:
+    response = client.post("/invocations", input_stream=_StalledStream(b"1,1"), headers={"Content-Type": "text/csv"},
+                           environ_overrides={"CONTENT_LENGTH": length})
+    assert response.status_code == 408
+    assert response.data == (b"The request body did not arrive within 5 s; send it without pauses or raise "
+                             b"SAGEMAKER_MODEL_SERVER_READ_TIMEOUT.\n")
+
+
+def test_predictions_run_at_most_concurrent_predictions_at_once(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    KMeans(np.array([[0, 0], [10, 10]], np.float32)).save(tmp_path)
+    running, most, lock = [0], [0], threading.Lock()
+    predict = KMeans.predict
+
+    def slow_predict(self, *args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(KMeans, "predict", slow_predict)
+    app = create_app(KMeans, tmp_path, concurrent_predictions=2)
+    statuses: list[int] = []
+    threads = [threading.Thread(target=lambda: statuses.append(_post(app.test_client(), CSV_BODY).status_code))
+               for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 6 and most[0] == 2
+
+
+@pytest.mark.parametrize("head,ping", [
+    (b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n", True),
+    (b"GET /ping?probe=1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /invocations HTTP/1.1\r\n", True),
+    (b"GET /ping HTTP/1.1\r\nHost: x\r\n", False),  # headers still arriving: could stall a ping thread
+    (b"GET /ping HTTP/1.1\r\nContent-Length: 100\r\n\r\n12", False),  # a body to wait for
+    (b"GET /ping HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", False),
+    (b"GET /pingpong HTTP/1.1\r\n\r\n", False),
+    (b"POST /ping HTTP/1.1\r\n\r\n", False),
+    (b"", False),
+])
+def test_only_complete_bodiless_pings_take_the_ping_threads(head: bytes, ping: bool) -> None:
+    from common.gthread_worker import is_ping
+
+    assert is_ping(head) is ping
+
+
+def test_server_reads_on_more_threads_than_it_predicts_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from common.server import read_timeout_seconds, server_settings
+
+    for name in ("SAGEMAKER_MODEL_SERVER_THREADS", "SAGEMAKER_MODEL_SERVER_READ_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = server_settings()
+    assert (settings["threads"], settings["concurrent_predictions"], read_timeout_seconds()) == (64, 4, 5)
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_THREADS", "40")
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_READ_TIMEOUT", "30")
+    settings = server_settings()
+    assert (settings["threads"], settings["concurrent_predictions"], read_timeout_seconds()) == (80, 40, 30)
