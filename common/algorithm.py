@@ -12,7 +12,7 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from common.errors import UserError
 from common.hyperparameters import Hyperparameters
 from common.metrics import MetricDefinition, MetricsEmitter
 from common.paths import Paths
+
+if TYPE_CHECKING:
+    from common.script_mode import ScriptMode
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,8 @@ class Algorithm(ABC):
     # NaN (an empty field) is a missing value the model handles (XGBoost, LightGBM, CatBoost), or an error
     # naming row and column; infinite values are an error either way (Batch.check_finite).
     handles_missing_values: ClassVar[bool] = False
+    # Framework (script) mode, for an image that also runs the user's own scripts (common/script_mode).
+    script_mode: ClassVar[ScriptMode | None] = None
 
     @classmethod
     @abstractmethod
@@ -115,15 +120,32 @@ class Algorithm(ABC):
 
     @classmethod
     def run_user_script(cls, paths: Paths) -> int | None:
-        """Run the job's own training script instead when the job names one (XGBoost's script mode), before
-        any hyperparameter is checked: the exit code. None: train as declared."""
-        return None
+        """Run the job's own training script instead when the job names one (script mode), before any
+        hyperparameter is checked: the exit code. None: train as declared."""
+        if cls.script_mode is None:
+            return None
+        from common.script_mode import training
+
+        return training.run_if_requested(paths, cls.script_mode)
 
     @classmethod
     def prepare_serving(cls, model_dir: Path) -> None:
         """Once, in the server's parent process before workers fork: fetch or install what every worker
-        needs (XGBoost: the user's inference code and its requirements.txt)."""
-        return None
+        needs (script mode: the user's inference code and its requirements.txt)."""
+        if cls.script_mode is not None:
+            from common.script_mode import serving
+
+            serving.prepare(model_dir, cls.script_mode)
+
+    @classmethod
+    def user_module(cls, model_dir: Path) -> Algorithm | None:
+        """The user's inference module as the model when one is named (script mode): an image's `load`
+        returns it, if not None, before loading anything of its own."""
+        if cls.script_mode is None:
+            return None
+        from common.script_mode import serving
+
+        return serving.load(model_dir, cls.script_mode)
 
     @classmethod
     def warm_up_kernels(cls) -> None:

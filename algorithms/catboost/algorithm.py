@@ -39,6 +39,7 @@ from common.encoders import Columns
 from common.errors import UserError
 from common.metrics import MetricDefinition
 from common.model_channel import artifact_info, previous_model, read_info, write_info
+from common.script_mode import ScriptMode
 from common.tabular import (
     CLASSIFICATION,
     Table,
@@ -97,6 +98,7 @@ class CatBoost(Algorithm):
     response_types = (ct.JSON, ct.JSONLINES)
     default_accept = ct.JSON
     handles_missing_values = True
+    script_mode = ScriptMode("CatBoost", model_fn=lambda model_dir: _native_model(Path(model_dir) / MODEL_FILE))
 
     def __init__(self, model: Any, info: dict[str, Any]) -> None:
         self.model = model
@@ -142,7 +144,10 @@ class CatBoost(Algorithm):
         write_info(model_dir, self.info)
 
     @classmethod
-    def load(cls, model_dir: Path) -> CatBoost:
+    def load(cls, model_dir: Path) -> Algorithm:
+        user_module = cls.user_module(model_dir)  # script mode: the user's inference module
+        if user_module is not None:
+            return user_module
         import catboost
 
         path = model_dir / MODEL_FILE
@@ -289,3 +294,11 @@ def _params(hp: CatBoostHyperparameters, problem: str, num_classes: int) -> dict
     if problem == CLASSIFICATION and num_classes == 2:
         params["scale_pos_weight"] = hp.scale_pos_weight
     return params
+
+
+def _native_model(path: Path) -> Any:
+    import catboost
+
+    model = catboost.CatBoost()
+    model.load_model(str(path))
+    return model

@@ -45,6 +45,7 @@ from common.errors import UserError
 from common.imports import without
 from common.metrics import MetricDefinition
 from common.model_channel import artifact_info, previous_model, read_info, write_info
+from common.script_mode import ScriptMode
 from common.tabular import (
     CLASSIFICATION,
     Table,
@@ -115,6 +116,8 @@ class LightGBM(Algorithm):
     response_types = (ct.JSON, ct.JSONLINES)
     default_accept = ct.JSON
     handles_missing_values = True
+    script_mode = ScriptMode("LightGBM", model_fn=lambda model_dir: import_lightgbm().Booster(
+        model_file=str(Path(model_dir) / MODEL_FILE)))
 
     def __init__(self, booster: Any, info: dict[str, Any]) -> None:
         self.booster = booster
@@ -171,7 +174,10 @@ class LightGBM(Algorithm):
         write_info(model_dir, self.info)
 
     @classmethod
-    def load(cls, model_dir: Path) -> LightGBM:
+    def load(cls, model_dir: Path) -> Algorithm:
+        user_module = cls.user_module(model_dir)  # script mode: the user's inference module
+        if user_module is not None:
+            return user_module
         lgb = import_lightgbm()
 
         path = model_dir / MODEL_FILE

@@ -6,7 +6,7 @@ emulates a version before 1.3-1 writes a pickled Booster instead (versions.py). 
 images load them, logging it, unless SAGEMAKER_XGBOOST_ALLOW_PICKLE=false. Several
 `xgboost-model*` files are an ensemble (mean; vote for multi:softmax and binary:hinge) unless
 SAGEMAKER_INFERENCE_ENSEMBLE=false. Response switches: see inference.py. Framework (script) mode, in the same
-image: script_training.py (a job naming sagemaker_program) and script_serving.py (SAGEMAKER_PROGRAM).
+image: common/script_mode, with the defaults and the `sagemaker_xgboost_container` helpers (compat/) of SCRIPT_MODE.
 """
 
 from __future__ import annotations
@@ -31,13 +31,34 @@ from common.channels import FILE, REPLICATED, ChannelSpec
 from common.content_types import MediaType
 from common.encoders import Columns
 from common.errors import UserError
-from common.paths import Paths
+from common.script_mode import ScriptMode
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "xgboost-model"
+COMPAT_DIR = Path(__file__).resolve().parent / "compat"  # the importable sagemaker_xgboost_container
 PICKLE_VAR, ENSEMBLE_VAR = "SAGEMAKER_XGBOOST_ALLOW_PICKLE", "SAGEMAKER_INFERENCE_ENSEMBLE"
 TRAINING_TYPES = (ct.LIBSVM, ct.CSV, ct.PARQUET, ct.RECORDIO)
 VOTING = ("multi:softmax", "binary:hinge")
+
+
+def _script_model_fn(model_dir: str) -> Any:
+    path = Path(model_dir) / MODEL_FILE
+    if not path.is_file():
+        raise UserError(f"the model directory {model_dir} has no {MODEL_FILE}.")
+    return _booster(path.read_bytes(), MODEL_FILE)
+
+
+def _script_input_fn(body: bytes | str, content_type: str) -> Any:
+    from algorithms.xgboost.dmatrix_io import request_dmatrix
+
+    return request_dmatrix(body, content_type)
+
+
+# The defaults of AWS's XGBoost image (a body to a DMatrix, predict without feature validation), and its helpers
+# on the path; the helpers import this image's own code, so the repository root goes with them.
+SCRIPT_MODE = ScriptMode("XGBoost", model_fn=_script_model_fn, input_fn=_script_input_fn,
+                         predict_fn=lambda data, model: model.predict(data, validate_features=False),
+                         paths=(COMPAT_DIR, COMPAT_DIR.parents[2]))
 
 
 class XGBoost(Algorithm):
@@ -55,6 +76,7 @@ class XGBoost(Algorithm):
     default_accept = ct.CSV
     handles_missing_values = True
     empty_body_status = 204  # spec §4.8: an empty body gets 204 and an empty body, before any check
+    script_mode = SCRIPT_MODE
 
     def __init__(self, boosters: list[Any]) -> None:
         self.boosters = boosters
@@ -73,18 +95,6 @@ class XGBoost(Algorithm):
         models = fit(job)
         return None if models is None else cls([_booster(m, n) for m, n in zip(models, model_files(len(models)))])
 
-    @classmethod
-    def run_user_script(cls, paths: Paths) -> int | None:
-        from algorithms.xgboost import script_training
-
-        return script_training.run_if_requested(paths)
-
-    @classmethod
-    def prepare_serving(cls, model_dir: Path) -> None:
-        from algorithms.xgboost import script_serving
-
-        script_serving.prepare(model_dir)
-
     def save(self, model_dir: Path) -> None:
         pickled = versions.current().pickled_model  # what a notebook of that version reads with pickle.load
         for name, booster in zip(model_files(len(self.boosters)), self.boosters):
@@ -93,10 +103,8 @@ class XGBoost(Algorithm):
 
     @classmethod
     def load(cls, model_dir: Path) -> Algorithm:
-        """The user's inference module when one is named (script mode, script_serving.py), else the boosters."""
-        from algorithms.xgboost import script_serving
-
-        user_module = script_serving.load(model_dir)
+        """The user's inference module when one is named (script mode), else the boosters."""
+        user_module = cls.user_module(model_dir)
         if user_module is not None:
             return user_module
         files = sorted(p for p in model_dir.iterdir() if p.is_file() and not p.name.startswith(".")) \

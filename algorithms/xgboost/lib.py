@@ -6,7 +6,7 @@ algorithm mode never uses: it hands XGBoost numpy and scipy arrays. Every algori
 `xgboost()` where it needs the library, never at import time, so the first import decides:
 
 - algorithm-mode training and serving import it here, hidden from both (common.imports.without);
-- script-mode serving imports the user's module (script_serving.load) before any booster is loaded, so a
+- script-mode serving imports the user's module (common/script_mode/serving.py) before any booster is loaded, so a
   model_fn that uses xgboost's scikit-learn API gets a normal import, and `xgboost()` returns that module;
 - script-mode training runs the script in a child Python, untouched by this.
 

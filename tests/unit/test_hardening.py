@@ -17,7 +17,6 @@ import pytest
 from algorithms.kmeans.algorithm import KMeans
 from algorithms.lightgbm.algorithm import LightGBM
 from algorithms.xgboost.algorithm import XGBoost
-from algorithms.xgboost.user_code import _checked_members
 from common.channels import maybe_gunzip
 from common.errors import UserError
 from common.local import write_job
@@ -25,6 +24,7 @@ from common.paths import Paths
 from common.readers.csv_reader import CsvReader
 from common.readers.json_reader import JsonReader
 from common.readers.libsvm_reader import LibsvmReader
+from common.script_mode.code import _checked_members
 from common.training import run_training
 
 

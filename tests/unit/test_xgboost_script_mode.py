@@ -8,7 +8,6 @@ import json
 import shutil
 import sys
 import tarfile
-import types
 from pathlib import Path
 
 import joblib
@@ -16,12 +15,13 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from algorithms.xgboost import script_env, script_serving, user_code
-from algorithms.xgboost.algorithm import XGBoost
-from algorithms.xgboost.script_training import failure_message
+from algorithms.xgboost.algorithm import COMPAT_DIR, XGBoost
 from common.errors import UserError
 from common.paths import Paths
 from common.recordio import encode_dense
+from common.script_mode import code, module, serving
+from common.script_mode import env as script_env
+from common.script_mode.training import failure_message
 from common.serving import create_app
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "xgboost_script"
@@ -36,7 +36,7 @@ SDK_HYPERPARAMETERS = {  # what sagemaker.xgboost.XGBoost(entry_point=..., hyper
 
 @pytest.fixture(autouse=True)
 def compat_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.syspath_prepend(str(user_code.COMPAT_DIR))
+    monkeypatch.syspath_prepend(str(COMPAT_DIR))
     for name in ("SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY", "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"):
         monkeypatch.delenv(name, raising=False)
 
@@ -82,32 +82,20 @@ def test_code_comes_from_a_folder_a_file_uri_a_tarball_or_s3(tmp_path: Path, mon
     paths, target = Paths(tmp_path / "ml"), tmp_path / "ml" / "code"
     folder = tmp_path / "src"
     folder.mkdir()
-    assert user_code.fetch(str(folder), paths, target) == folder  # used where it is
-    assert user_code.fetch(f"file://{folder}", paths, target) == folder
+    assert code.fetch(str(folder), paths, target) == folder  # used where it is
+    assert code.fetch(f"file://{folder}", paths, target) == folder
     archive = _tarball(tmp_path / "sourcedir.tar.gz", {"train.py": "print(1)\n", "lib/util.py": ""})
-    assert user_code.fetch(str(archive), paths, target) == target
+    assert code.fetch(str(archive), paths, target) == target
     assert (target / "train.py").read_text() == "print(1)\n" and (target / "lib" / "util.py").exists()
     # SageMaker's own path for a code channel follows SAGEMAKER_BASE_DIR
     moved = paths.base / "input" / "data" / "code"
     moved.mkdir(parents=True)
-    assert user_code.local_path("/opt/ml/input/data/code", paths) == moved
+    assert code.local_path("/opt/ml/input/data/code", paths) == moved
     with pytest.raises(UserError, match="does not exist"):
-        user_code.fetch(str(tmp_path / "nowhere"), paths, target)
-    monkeypatch.setitem(sys.modules, "boto3", None)  # an image without boto3
+        code.fetch(str(tmp_path / "nowhere"), paths, target)
+    monkeypatch.setitem(sys.modules, "boto3", None)  # an image without boto3 (S3 itself: test_script_mode_s3.py)
     with pytest.raises(UserError, match="no boto3 to download it"):
-        user_code.fetch("s3://bucket/prefix/sourcedir.tar.gz", paths, tmp_path / "s3code")
-    downloads = []
-
-    def download_file(bucket: str, key: str, filename: str) -> None:
-        downloads.append((bucket, key))
-        shutil.copy(archive, filename)
-
-    fake = types.SimpleNamespace(client=lambda service: types.SimpleNamespace(download_file=download_file))
-    monkeypatch.setitem(sys.modules, "boto3", fake)
-    for _ in range(2):  # the second fetch finds the code already there
-        fetched = user_code.fetch("s3://bucket/prefix/sourcedir.tar.gz", paths, tmp_path / "s3code")
-        assert (fetched / "train.py").exists()
-    assert downloads == [("bucket", "prefix/sourcedir.tar.gz")]
+        code.fetch("s3://bucket/prefix/sourcedir.tar.gz", paths, tmp_path / "s3code")
 
 
 def test_failure_message_keeps_the_end_of_stderr_within_1024_characters() -> None:
@@ -239,7 +227,7 @@ def test_transform_fn_alone_and_the_error_when_combined(served: dict, monkeypatc
     assert (response.status_code, response.data, response.mimetype) == (200, b"survived\ndied", "text/plain")
     both = _client(served, monkeypatch, "both_inference.py")
     ping = both.get("/ping")
-    assert ping.status_code == 500 and script_serving.TRANSFORM_CONFLICT in ping.get_data(as_text=True)
+    assert ping.status_code == 500 and module.TRANSFORM_CONFLICT in ping.get_data(as_text=True)
     assert _post(both, b"1,2,3").status_code == 503
 
 
@@ -274,8 +262,11 @@ def test_defaults_decode_predict_and_encode(served: dict, monkeypatch: pytest.Mo
 
 def test_missing_model_fn_and_failing_user_code_say_so(served: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     no_model_fn = "def input_fn(body, content_type):\n    return body\n"
+    assert _client(served, monkeypatch, "nomodel.py", no_model_fn).get("/ping").status_code == 200  # the default
+    (served["model"] / "xgboost-model").unlink()
     ping = _client(served, monkeypatch, "nomodel.py", no_model_fn).get("/ping")
     assert ping.status_code == 500 and "has no model_fn" in ping.get_data(as_text=True)
+    assert "has no xgboost-model" in ping.get_data(as_text=True)
     failing = _client(served, monkeypatch, "failing_inference.py",
                       DEFAULTS_ONLY + "\ndef predict_fn(data, model):\n    return 1 / 0\n")
     response = _post(failing, b"1,2,3")
@@ -288,11 +279,11 @@ def test_code_saved_in_the_model_is_found_without_variables(served: dict, monkey
     saved.mkdir()
     (saved / "inference.py").write_text(DEFAULTS_ONLY)
     model = XGBoost.load(served["model"])
-    assert isinstance(model, script_serving.UserModule)
+    assert isinstance(model, module.UserModule)
     body, content_type = model.respond(b"2,0,0", "text/csv", None)
     assert content_type == "application/json" and json.loads(body)[0] > 0.5
     shutil.rmtree(saved)
-    assert script_serving.load(served["model"]) is None  # algorithm mode again
+    assert serving.load(served["model"], XGBoost.script_mode) is None  # algorithm mode again
 
 
 SKLEARN_MODEL_FN = """

@@ -1,4 +1,4 @@
-"""The helpers training scripts import from the SageMaker XGBoost image, under the same names (spec xgboost.md §8).
+"""The helpers training scripts import from the SageMaker XGBoost image, under the same names.
 
 Thin wrappers over this image's own code: `distributed.rabit_run` (common/distributed.py on XGBoost's
 collective), `data_utils.get_dmatrix` (the shared readers), `checkpointing.train` (xgboost-checkpoint.<n>

@@ -1,5 +1,5 @@
-"""What a script-mode training script is given, as the SageMaker training toolkit gives it (contract §2.2, §2.6):
-hyperparameters JSON-decoded, the SDK's `sagemaker_*` keys split off, CLI arguments and `SM_*` variables."""
+"""What a training script is given, as SageMaker's training toolkit gives it: hyperparameters JSON-decoded,
+the SDK's `sagemaker_*` keys split off, the `--name value` arguments and the `SM_*` variables."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class ScriptJob:
     resource_config: dict[str, Any]
 
     def environment(self) -> dict[str, str]:
-        """The SM_* variables (training toolkit's Environment.to_env_vars), plus what the XGBoost image bakes in."""
+        """The SM_* variables (the toolkit's Environment.to_env_vars), plus the input paths AWS's XGBoost image sets."""
         paths, resource = self.paths, self.resource_config
         hosts = resource.get("hosts") or ["algo-1"]
         current = resource.get("current_host") or hosts[0]
@@ -88,16 +88,17 @@ class ScriptJob:
             "log_level": self.sagemaker.get("sagemaker_container_log_level", 20), "master_hostname": hosts[0],
             "model_dir": str(paths.model), "module_dir": self.module_dir, "module_name": self.module_name,
             "network_interface_name": resource.get("network_interface_name", "eth0"),
-            "num_cpus": os.cpu_count() or 1, "num_gpus": num_gpus(), "output_data_dir": str(paths.output_data),
-            "output_dir": str(paths.output), "output_intermediate_dir": str(paths.output / "intermediate"),
+            "num_cpus": os.cpu_count() or 1, "num_gpus": num_gpus(), "num_neurons": 0,
+            "output_data_dir": str(paths.output_data), "output_dir": str(paths.output),
+            "output_intermediate_dir": str(paths.output / "intermediate"),
             "resource_config": resource, "user_entry_point": self.program,
         }
         names = ("current_host", "current_instance_group", "current_instance_group_hosts", "current_instance_type",
                  "distribution_instance_groups", "framework_module", "hosts", "input_config_dir",
                  "input_data_config", "input_dir", "instance_groups", "instance_groups_dict", "is_hetero",
                  "log_level", "model_dir", "module_dir", "module_name", "network_interface_name", "num_cpus",
-                 "num_gpus", "output_data_dir", "output_dir", "output_intermediate_dir", "resource_config",
-                 "user_entry_point")
+                 "num_gpus", "num_neurons", "output_data_dir", "output_dir", "output_intermediate_dir",
+                 "resource_config", "user_entry_point")
         env = {name: properties[name] for name in names}
         env.update(hps=self.hyperparameters, framework_params=properties["additional_framework_parameters"],
                    channels=sorted(channels), training_env=properties, user_args=cli_args(self.hyperparameters))
