@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install sdk-venv demo test test-slow lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost clean
+.PHONY: install sdk-venv demo test test-slow fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost clean
 
 install: $(VENV)/.installed
 
@@ -16,12 +16,13 @@ $(VENV)/.installed: $(REQUIREMENTS)
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-# The real SageMaker Python SDK 2.x, apart (300 MB): the recordIO benchmark's anchor and fixture maker.
+# The real SageMaker Python SDK 2.x, apart (300 MB): the recordIO benchmark's anchor and fixture maker,
+# and the client of make test-local-mode (podman-compose stands in for docker-compose there).
 sdk-venv: .venv-sdk/.installed
 
 .venv-sdk/.installed:
 	$(PYTHON) -m venv .venv-sdk
-	.venv-sdk/bin/pip install --quiet "sagemaker==2.257.7" scipy
+	.venv-sdk/bin/pip install --quiet "sagemaker==2.257.7" scipy numpy requests pytest scikit-learn podman-compose
 	touch $@
 
 demo: install
@@ -35,6 +36,11 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m "slow" $(PYTEST_ARGS)
+
+# Not part of `test`: hypothesis against every reader and encoder, then every image's real server.
+# FUZZ_BODIES (per image and content type, default 10000), FUZZ_EXAMPLES, FUZZ_REPORT: see tests/fuzz/conftest.py.
+fuzz: install
+	$(PY) -m pytest -q tests/fuzz $(PYTEST_ARGS)
 
 lint: install
 	$(PY) -m ruff check .

@@ -6,6 +6,7 @@ a `Batch` plus the instance weights and query ids when the data has them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -80,22 +81,24 @@ def _rows(batch: LibsvmBatch, start: int, stop: int) -> LibsvmBatch:
 
 
 def _describe(block: bytes, status: int, line: int, lines_before: int, source: str) -> str:
-    text = block.split(b"\n")[line].decode("utf-8", "replace").strip()
+    text = block.split(b"\n")[line].decode("utf-8", "replace")
     where = f"Line {lines_before + line + 1} of {source}"
-    tokens = text.split()
+    tokens = [t for t in re.split(r"[ \t\r]+", text) if t]  # the kernel's blanks: space, tab, CR only
+    if not tokens:
+        return f"{where} holds no tokens, only {_shorten(repr(text))}; separate tokens with spaces or tabs."
     if status == kernel.NO_LABEL:
         return f"{where} has no label; libsvm training rows start with the label."
     if status == kernel.BAD_LABEL:
-        return f"{where}: label '{_shorten(tokens[0])}' is not a number (or number:weight)."
+        return f"{where}: label '{_shown(tokens[0])}' is not a number (or number:weight)."
     for token in tokens[1:] if ":" not in tokens[0] or status != kernel.BAD_TOKEN else tokens:
         key, sep, value = token.partition(":")
         if not (sep and (key.isdigit() or key == "qid") and _is_number(value)):
-            return f"{where}: '{_shorten(token)}' is not index:value."
+            return f"{where}: '{_shown(token)}' is not index:value."
         if key.isdigit() and int(key) > kernel.MAX_INDEX:
             return f"{where}: feature index {_shorten(key)} is larger than the largest allowed, {kernel.MAX_INDEX}."
         if key == "qid" and not _is_integer(value):
             return f"{where}: qid '{_shorten(value)}' is not an integer of at most 2^53."
-    return f"{where} is not libsvm: '{_shorten(text)}'."
+    return f"{where} is not libsvm: '{_shorten(text.strip())}'."
 
 
 def _is_number(text: str) -> bool:
@@ -112,6 +115,11 @@ def _is_integer(text: str) -> bool:
     except ValueError:
         return False
     return abs(value) <= kernel.MAX_QID and value.is_integer()
+
+
+def _shown(token: str) -> str:
+    """The token as the message shows it: control characters escaped (a vertical tab is no blank here)."""
+    return _shorten(token if token.isprintable() else repr(token)[1:-1])
 
 
 def _shorten(text: str, limit: int = 60) -> str:
