@@ -35,14 +35,17 @@ container_tests = CONTAINER_ENGINE="$(ENGINE_CMD)" CONTAINER_IMAGES="$(1)" IMAGE
 
 .PHONY: images test-images
 
-# Then one tag per emulated version (images.yaml versions): the same layers plus its ENV, from the cache.
+# Then one tag per emulated version (images.yaml versions): the same image with SAGEMAKER_EMULATED_VERSION
+# set, committed from a container that never runs (a build cache keyed on the Dockerfile's text reused one
+# version's ENV layer for the next).
 image-%: install
 	@args=$$($(PY) docker/images.py build-args $*) && set -x && \
 	$(ENGINE_CMD) build -f docker/Dockerfile $(IMAGE_BUILD_FLAGS) $$args \
 		-t $(IMAGE_PREFIX)$*:$(TAG) -t $(IMAGE_PREFIX)$*:latest . && \
 	for version in $$($(PY) docker/images.py versions $*); do \
-		$(ENGINE_CMD) build -f docker/Dockerfile $(IMAGE_BUILD_FLAGS) $$args --build-arg EMULATED_VERSION=$$version \
-			-t $(IMAGE_PREFIX)$*:$$version . || exit 1; \
+		container=$$($(ENGINE_CMD) create $(IMAGE_PREFIX)$*:$(TAG)) && \
+		$(ENGINE_CMD) commit --change "ENV SAGEMAKER_EMULATED_VERSION=$$version" $$container \
+			$(IMAGE_PREFIX)$*:$$version >/dev/null && $(ENGINE_CMD) rm $$container >/dev/null || exit 1; \
 	done
 
 images: install

@@ -53,7 +53,9 @@ class Job:
     endless: dict[str, str] = field(default_factory=dict)
 
 
-# One row per algorithm: add one when its image lands in images.yaml (a missing row fails loudly).
+# One row per algorithm: add one when its image lands in images.yaml (a missing row fails loudly). Images
+# that run the user's scripts only have their own test (test_script_images.py).
+SCRIPT_ONLY = ("sklearn",)
 JOBS: dict[str, Job] = {
     "kmeans": Job({"k": "3", "feature_dim": "4", "mini_batch_size": "50"}, ("mini_batch_size", "0"),
                   ("model_algo-1",)),
@@ -85,9 +87,9 @@ def _images_module():
     return module
 
 
-def _selected() -> list[str]:
-    wanted = os.environ.get("CONTAINER_IMAGES", "").split()
-    return wanted or list(_images_module().load())
+def _selected(script_only: bool = False) -> list[str]:
+    wanted = os.environ.get("CONTAINER_IMAGES", "").split() or list(_images_module().load())
+    return [name for name in wanted if (name in SCRIPT_ONLY) == script_only]
 
 
 def _find_engine() -> list[str] | None:
