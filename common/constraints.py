@@ -14,6 +14,16 @@ from typing import Any
 
 _INT = re.compile(r"^[+-]?\d+$")
 
+# Limits of what the libraries and kernels behind the schemas can take.
+INT32_MAX = 2**31 - 1              # C int parameters (XGBoost, LightGBM, CatBoost, int32 indices)
+INT32_MIN = -(2**31)
+FLOAT32_MAX = 3.4028234663852886e38  # parameters stored as float (XGBoost, CatBoost, float32 weights)
+MAX_THREADS = 1024                 # OpenMP allocates per requested thread; no instance has more cores
+MAX_WEIGHT = 1e20                  # a class weight: float32 sums of it over any realistic row count stay finite
+# The smallest positive value float32 libraries take back: XGBoost prints parameters with 9 digits and
+# refuses what reads back below float32's smallest normal number (1.1754944e-38).
+FLOAT32_TINY = 1e-37
+
 
 def unquote(text: str) -> str:
     """`"abc"` (a JSON-encoded string, as SDK framework estimators send) -> `abc`."""
@@ -26,7 +36,15 @@ def unquote(text: str) -> str:
 def _bound(value: float | None) -> str:
     if value is None:
         return "inf"
-    return str(int(value)) if float(value).is_integer() else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
+
+
+def _beyond(value: float, direction: float) -> float:
+    """A float just past `value` (value + 1 when that is a different number)."""
+    step = value + direction
+    return step if step != value else math.nextafter(value, direction * math.inf)
 
 
 class Constraint(ABC):
@@ -67,9 +85,9 @@ class _Range(Constraint):
     def _outside(self) -> list[str]:
         out = []
         if self.low is not None:
-            out.append(_bound(self.low - 1) if self.kind.startswith("an integer") else repr(self.low - 1.0))
+            out.append(_bound(self.low - 1) if self.kind.startswith("an integer") else repr(_beyond(self.low, -1.0)))
         if self.high is not None:
-            out.append(_bound(self.high + 1) if self.kind.startswith("an integer") else repr(self.high + 1.0))
+            out.append(_bound(self.high + 1) if self.kind.startswith("an integer") else repr(_beyond(self.high, 1.0)))
         return out
 
 
@@ -203,3 +221,18 @@ def _split_list(text: str) -> list[str]:
     if not inner:
         return []
     return [item.strip().strip("'\"") for item in inner.split(",")]
+
+
+def float32_inside(value: Any, constraint: Constraint) -> Any:
+    """`value`, unless a library holding it as float32 would round it onto an open bound of `constraint`
+    (5e-324 is 0 in float32, 1.9999999999999998 is 2): then the nearest float32 inside (FLOAT32_TINY above 0)."""
+    if not isinstance(constraint, Real) or not isinstance(value, float):
+        return value
+    import numpy as np
+
+    rounded, low, high = np.float32(value), constraint.low, constraint.high
+    if constraint.low_open and low is not None and rounded <= low:
+        return max(float(np.nextafter(np.float32(low), np.float32(np.inf))), low + FLOAT32_TINY)
+    if constraint.high_open and high is not None and rounded >= high:
+        return float(np.nextafter(np.float32(high), np.float32(-np.inf)))
+    return value

@@ -26,7 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.catboost.hyperparameters import CatBoostHyperparameters
+from algorithms.catboost.hyperparameters import (
+    AUTO_METRIC,
+    BINARY,
+    MULTICLASS,
+    REGRESSION,
+    CatBoostHyperparameters,
+    metric_problem,
+)
 from algorithms.catboost.snapshots import Snapshots
 from common import content_types as ct
 from common import stopping
@@ -34,6 +41,7 @@ from common.algorithm import Algorithm, TrainingJob
 from common.batch import Batch
 from common.channels import FILE, ChannelSpec
 from common.checkpoints import job_state
+from common.constraints import MAX_THREADS
 from common.content_types import MediaType, negotiate_accept
 from common.encoders import Columns
 from common.errors import UserError
@@ -269,22 +277,31 @@ def _load(job: TrainingJob) -> tuple[Table, Table]:
 
 
 def _params(hp: CatBoostHyperparameters, problem: str, num_classes: int) -> dict[str, Any]:
+    hp = hp.as_float32()
     if problem == CLASSIFICATION:
-        loss, auto = ("Logloss", "AUC") if num_classes == 2 else ("MultiClass", "MultiClass")
+        loss, task = ("Logloss", BINARY) if num_classes == 2 else ("MultiClass", MULTICLASS)
     else:
-        loss, auto = "RMSE", "RMSE"
+        loss, task = "RMSE", REGRESSION
+    if hp.eval_metric != "auto" and (wrong := metric_problem(hp.eval_metric, (task,))):
+        raise UserError(wrong + ".")
+    threads = hp.thread_count
+    if threads > MAX_THREADS:
+        log.warning("thread_count=%d is more threads than any instance has cores; using %d.", threads, MAX_THREADS)
+        threads = MAX_THREADS
     params: dict[str, Any] = {
-        "loss_function": loss, "eval_metric": auto if hp.eval_metric == "auto" else hp.eval_metric,
+        "loss_function": loss, "eval_metric": AUTO_METRIC[task] if hp.eval_metric == "auto" else hp.eval_metric,
         "iterations": hp.iterations, "learning_rate": hp.learning_rate, "depth": hp.depth,
         "l2_leaf_reg": hp.l2_leaf_reg, "random_strength": hp.random_strength, "rsm": hp.rsm,
         "sampling_frequency": hp.sampling_frequency, "bagging_temperature": hp.bagging_temperature,
-        "grow_policy": hp.grow_policy, "random_seed": hp.random_seed, "thread_count": hp.thread_count,
+        "grow_policy": hp.grow_policy, "random_seed": hp.random_seed, "thread_count": threads,
         "verbose": hp.verbose,
     }
     if hp.early_stopping_rounds > 0:
         params["early_stopping_rounds"] = hp.early_stopping_rounds
     if hp.grow_policy == "Lossguide":
         params["max_leaves"] = hp.max_leaves
+        if hp.sampling_frequency == "PerTreeLevel":  # the always-sent default; Lossguide has no tree levels
+            del params["sampling_frequency"]
     if hp.grow_policy in ("Lossguide", "Depthwise"):
         params["min_data_in_leaf"] = hp.min_data_in_leaf
     if hp.boosting_type != "Auto":

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 SEED = 0
 BLOCK_ROWS = 1 << 15          # rows per read; mini-batches are cut inside blocks
 CACHE_FRACTION = 0.25
+# float32 weight and two Adam moments, the float64 draw at initialisation, the kernel's scratch
+STATE_BYTES_PER_WEIGHT = 24
 
 
 @dataclass
@@ -83,6 +85,7 @@ def channel_rows(channel: DataChannel, hp: FMHyperparameters, epoch: int) -> Ite
 
 
 def initial_state(hp: FMHyperparameters) -> dict[str, np.ndarray]:
+    _check_fits(hp)
     rng = np.random.default_rng(SEED)
     d, k = hp.feature_dim, hp.num_factors
     params = {name: _init(hp, group, shape, rng)
@@ -90,6 +93,16 @@ def initial_state(hp: FMHyperparameters) -> dict[str, np.ndarray]:
     moments = {moment + suffix: np.zeros_like(params["w0" if suffix == "0" else suffix])
                for suffix in ("0", "w", "v") for moment in ("m", "s")}
     return {**params, **moments}
+
+
+def _check_fits(hp: FMHyperparameters) -> None:
+    """Refuse before allocating: feature_dim x (num_factors + 1) weights, each with its Adam moments."""
+    needed = STATE_BYTES_PER_WEIGHT * hp.feature_dim * (hp.num_factors + 1)
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if needed > physical:
+        raise UserError(f"feature_dim={hp.feature_dim} with num_factors={hp.num_factors} needs about "
+                        f"{needed / 2**30:.1f} GiB for the model and its optimiser state, more than this machine's "
+                        f"{physical / 2**30:.1f} GiB; lower num_factors, or feature_dim to the data's width")
 
 
 def _init(hp: FMHyperparameters, group: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:

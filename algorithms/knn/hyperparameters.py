@@ -1,4 +1,4 @@
-"""k-NN hyperparameters (spec knn.md §2), as the SDK 2.x KNN estimator sends them."""
+"""k-NN hyperparameters, as the SDK 2.x KNN estimator sends them; counts end at INT32_MAX (FAISS's int)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import logging
 from dataclasses import dataclass
 from typing import ClassVar
 
-from common.constraints import AutoOr, Choice, Constraint, Integer
+from common.constraints import INT32_MAX, AutoOr, Choice, Constraint, Integer
 from common.hyperparameters import Hyperparameters, hp
 
 log = logging.getLogger(__name__)
 
+COUNT = Integer(1, INT32_MAX)
 FLAT, IVFFLAT, IVFPQ = "faiss.Flat", "faiss.IVFFlat", "faiss.IVFPQ"
 L2, INNER_PRODUCT, COSINE = "L2", "INNER_PRODUCT", "COSINE"
 PQ_M_VALUES = (1, 2, 3, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 96)
@@ -42,17 +43,17 @@ class IntegerIn(Constraint):
 
 @dataclass(frozen=True)
 class KnnHyperparameters(Hyperparameters):
-    feature_dim: int = hp(Integer(1), doc="number of features")
-    k: int = hp(Integer(1), doc="neighbours per query")
+    feature_dim: int = hp(COUNT, doc="number of features")
+    k: int = hp(COUNT, doc="neighbours per query")
     predictor_type: str = hp(Choice("classifier", "regressor"), doc="majority vote or mean of the k labels")
-    sample_size: int = hp(Integer(1), doc="points kept in the index, across all hosts")
+    sample_size: int = hp(COUNT, doc="points kept in the index, across all hosts")
     dimension_reduction_type: str | None = hp(Choice("sign", "fjlt"), None, "random projection before indexing")
-    dimension_reduction_target: int | None = hp(Integer(1), None, "dimension after the projection")
+    dimension_reduction_target: int | None = hp(COUNT, None, "dimension after the projection")
     index_type: str = hp(Choice(FLAT, IVFFLAT, IVFPQ), FLAT)
     index_metric: str = hp(Choice(L2, INNER_PRODUCT, COSINE), L2)
-    faiss_index_ivf_nlists: int | str = hp(AutoOr(Integer(1)), "auto", "IVF cells; auto = sqrt(sample_size)")
+    faiss_index_ivf_nlists: int | str = hp(AutoOr(COUNT), "auto", "IVF cells; auto = sqrt(sample_size)")
     faiss_index_pq_m: int | None = hp(IntegerIn(PQ_M_VALUES), None, "PQ sub-quantizers; default from dimension")
-    mini_batch_size: int = hp(Integer(1), 5000, "rows read per batch")
+    mini_batch_size: int = hp(COUNT, 5000, "rows read per batch")
 
     # The SDK's Python argument names are the wire names; these catch other habits.
     hints: ClassVar[dict[str, str]] = {

@@ -134,7 +134,7 @@ class LightGBM(Algorithm):
         hp: LightGBMHyperparameters = job.hyperparameters
         train, validation = _load(job)
         problem, num_classes = _agree_on_problem(job, train, validation, hp.problem_type)
-        params = _params(hp, problem, num_classes)
+        params = _params(hp, problem, num_classes, len(train))
         hosts = job.cluster.world_size
         if hosts > 1:
             params.update(network.params(job.cluster, hp.tree_learner))
@@ -266,7 +266,8 @@ def import_lightgbm() -> Any:
     return lightgbm
 
 
-def _params(hp: LightGBMHyperparameters, problem: str, num_classes: int) -> dict[str, Any]:
+def _params(hp: LightGBMHyperparameters, problem: str, num_classes: int, rows: int = 0) -> dict[str, Any]:
+    """LightGBM's parameters; `rows` (this host's training rows, 0: unknown) checks that bagging keeps some."""
     if problem == CLASSIFICATION and num_classes == 2:
         objective, allowed, auto = "binary", BINARY_METRICS, "binary_logloss"
     elif problem == CLASSIFICATION:
@@ -277,10 +278,17 @@ def _params(hp: LightGBMHyperparameters, problem: str, num_classes: int) -> dict
     if metric not in allowed:
         raise UserError(f"metric '{hp.metric}' does not apply to {objective} training; use one of: "
                         + ", ".join(allowed) + ".")
+    bagging_freq = hp.bagging_freq
+    if hp.boosting == "goss" and bagging_freq:  # the always-sent bagging defaults; LightGBM refuses both
+        log.info("boosting=goss samples rows itself: bagging_freq=%d is not used.", bagging_freq)
+        bagging_freq = 0
+    if bagging_freq and rows and int(hp.bagging_fraction * rows) < 1:
+        raise UserError(f"Hyperparameter 'bagging_fraction' has value '{hp.bagging_fraction}', which bags no row "
+                        f"of the {rows} training rows; give at least 1/{rows}, or bagging_freq=0.")
     params: dict[str, Any] = {
         "objective": objective, "metric": metric, "boosting": hp.boosting, "learning_rate": hp.learning_rate,
         "num_leaves": hp.num_leaves, "feature_fraction": hp.feature_fraction,
-        "bagging_fraction": hp.bagging_fraction, "bagging_freq": hp.bagging_freq, "max_depth": hp.max_depth,
+        "bagging_fraction": hp.bagging_fraction, "bagging_freq": bagging_freq, "max_depth": hp.max_depth,
         "min_data_in_leaf": hp.min_data_in_leaf, "max_delta_step": hp.max_delta_step,
         "lambda_l1": hp.lambda_l1, "lambda_l2": hp.lambda_l2, "min_gain_to_split": hp.min_gain_to_split,
         "tree_learner": hp.tree_learner, "feature_fraction_bynode": hp.feature_fraction_bynode,

@@ -1,11 +1,11 @@
-"""Random Cut Forest hyperparameters (spec rcf.md §2), as the SDK 2.x RandomCutForest estimator sends them."""
+"""Random Cut Forest hyperparameters, as the SDK 2.x RandomCutForest estimator sends them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from common.constraints import Boolean, Choice, Integer, ListOf
+from common.constraints import INT32_MAX, Boolean, Choice, Integer, ListOf
 from common.hyperparameters import Hyperparameters, hp
 
 EVAL_METRICS = ("accuracy", "precision_recall_fscore")
@@ -32,8 +32,8 @@ class RCFHyperparameters(Hyperparameters):
                                        "test metrics besides f1, which is always reported")
     num_samples_per_tree: int = hp(Integer(1, 2048), 256, "points sampled into each tree")
     num_trees: int = hp(Integer(50, 1000), 100, "trees in the forest")
-    mini_batch_size: int = hp(Integer(1), 1000, "rows read at a time; the SDK always sends 1000")
-    epochs: int = hp(Integer(1), 1, "accepted for the SDK; training is one pass")
+    mini_batch_size: int = hp(Integer(1, INT32_MAX), 1000, "rows read at a time; the SDK always sends 1000")
+    epochs: int = hp(Integer(1, INT32_MAX), 1, "accepted for the SDK; training is one pass")
     force_dense: bool = hp(Boolean(), True, "accepted for the SDK; sparse rows are densified")
 
     hints: ClassVar[dict[str, str]] = {

@@ -7,11 +7,14 @@ import re
 from typing import Any
 
 from algorithms.xgboost.metric_names import ALL_METRICS, THRESHOLD_METRICS
-from common.constraints import Constraint, unquote
+from common.constraints import INT32_MAX, Constraint, unquote
 
-_THRESHOLD = re.compile(r"^([a-z]+)@([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)(-)?$")
-UPDATERS = ("grow_colmaker", "distcol", "grow_histmaker", "grow_skmaker", "sync", "refresh", "prune",
-            "grow_quantile_histmaker", "shotgun", "coord_descent")
+_NUMBER = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
+_THRESHOLD = re.compile(rf"^([a-z]+)@({_NUMBER})(-)?$")
+_TWEEDIE = re.compile(rf"^tweedie-nloglik@({_NUMBER})$")
+# XGBoost 3 no longer has distcol and grow_skmaker ("Unknown tree updater").
+UPDATERS = ("grow_colmaker", "grow_histmaker", "sync", "refresh", "prune", "grow_quantile_histmaker", "shotgun",
+            "coord_descent")
 
 
 def _items(text: str) -> list[str]:
@@ -25,6 +28,9 @@ def _items(text: str) -> list[str]:
 def is_metric(name: str) -> bool:
     if name in ALL_METRICS:
         return True
+    tweedie = _TWEEDIE.match(name)
+    if tweedie:
+        return 1 < float(tweedie.group(1)) < 2
     match = _THRESHOLD.match(name)
     return bool(match) and match.group(1) in THRESHOLD_METRICS
 
@@ -40,7 +46,7 @@ class EvalMetrics(Constraint):
 
     def describe(self) -> str:
         return ("a comma-separated list of " + ", ".join(sorted(ALL_METRICS))
-                + " (error, ndcg and map also as name@threshold)")
+                + " (error, ndcg and map also as name@threshold; tweedie-nloglik@rho with 1 < rho < 2)")
 
     def invalid_examples(self) -> list[str]:
         return ["", "nope", "rmse,nope", "error@x", "<function f>"]
@@ -91,7 +97,7 @@ class NestedIntLists(Constraint):
         value = _literal(text)
         if not isinstance(value, list) or not value or not all(isinstance(g, list) and g for g in value):
             raise ValueError
-        if not all(type(i) is int and i >= 0 for g in value for i in g):
+        if not all(type(i) is int and 0 <= i <= INT32_MAX for g in value for i in g):
             raise ValueError
         return tuple(tuple(g) for g in value)
 
@@ -99,4 +105,4 @@ class NestedIntLists(Constraint):
         return "a list of lists of feature indices, e.g. [[1,2],[3,4,5]]"
 
     def invalid_examples(self) -> list[str]:
-        return ["", "[1,2]", "[[a]]", "[[-1]]", "[[]]"]
+        return ["", "[1,2]", "[[a]]", "[[-1]]", "[[]]", f"[[{INT32_MAX + 1}]]"]

@@ -26,7 +26,7 @@ from algorithms.xgboost.metric_names import CONTAINER_METRICS, maximize
 from algorithms.xgboost.metrics import container_metric, format_line, print_line
 from common import stopping
 from common.algorithm import TrainingJob
-from common.errors import UserError
+from common.errors import UserError, join_problems
 from common.paths import read_json_object
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ def fit(job: TrainingJob) -> list[bytes] | None:
     train = data_module.load(train_channel, media, bool(hp.csv_weights))
     validation = data_module.load(val_channel, media, bool(hp.csv_weights)) if val_channel else None
     _check_rows(job, train, validation)
+    _check_against_data(job, hp, train, validation)
     for part in (train, validation):
         if part is not None:
             data_module.check_labels(part, hp.objective_name, hp.num_class)
@@ -195,6 +196,18 @@ def _check_rows(job: TrainingJob, train: data_module.Data, validation: data_modu
         what = "training" if not len(train) else "validation"
         log.warning("%s received no %s data and takes part with zero rows; %s.", job.cluster.current_host, what,
                     DATA_DIVISION_HELP)
+
+
+def _check_against_data(job: TrainingJob, hp: XGBoostHyperparameters, train: data_module.Data,
+                        validation: data_module.Data | None) -> None:
+    """The hyperparameters XGBoost would only reject mid-training, checked against the widest host's data."""
+    width = max(p.features.shape[1] for p in (train, validation) if p is not None)
+    sizes = np.array([width, len(train)], np.int64)
+    if job.cluster.world_size > 1:
+        sizes = job.collective.allreduce_max(sizes)
+    problems = hp.check_data(int(sizes[0]), int(sizes[1]))
+    if problems:
+        raise UserError(join_problems(problems))
 
 
 def _metrics(hp: XGBoostHyperparameters, job: TrainingJob, raw: dict[str, Any],

@@ -132,7 +132,8 @@ def test_bad_training_input_fails_with_one_sentence(tmp_path: Path) -> None:
         "a number (a header row? CSV data must have no header, target first)."
     x, y = tabular(classes=2)
     code, base = _train(tmp_path / "c", y, x, eval_metric="NoSuchMetric")
-    assert code == 1 and (base / "output" / "failure").read_text().startswith("ClientError: CatBoost rejected the job")
+    assert code == 1 and (base / "output" / "failure").read_text().startswith(
+        "ClientError: Hyperparameter 'eval_metric' has invalid value 'NoSuchMetric': must be ")
 
 
 def test_several_hosts_are_refused(tmp_path: Path) -> None:
