@@ -1,13 +1,10 @@
 """DMatrix in, bytes out, for script mode: what `sagemaker_xgboost_container`'s data_utils and encoder give
-training scripts, and the default input_fn / output_fn of user inference modules. All parsing is the shared
+training scripts, and the default input_fn of user inference modules. All parsing is the shared
 readers' (common/readers) and algorithm mode's (data.py). Script mode imports xgboost plainly, so that the
 user's code keeps its scikit-learn API (algorithm mode hides scikit-learn: lib.py)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
 from pathlib import Path
@@ -18,15 +15,13 @@ import numpy as np
 from algorithms.xgboost import data as data_module
 from common import content_types as ct
 from common.channels import FILE, PIPE, REPLICATED, ChannelConfig, ChannelSpec, DataChannel
-from common.content_types import MediaType, negotiate_accept
+from common.content_types import MediaType
 from common.errors import UnsupportedContentType, UserError
 from common.readers import reader_for
 
 log = logging.getLogger(__name__)
-NPY = "application/x-npy"
 REQUEST_TYPES = (ct.CSV, ct.LIBSVM, ct.RECORDIO)
 TRAINING_TYPES = (ct.CSV, ct.LIBSVM, ct.PARQUET, ct.RECORDIO)
-OUTPUT_TYPES = (ct.JSON, ct.CSV, NPY)
 
 
 def request_dmatrix(body: bytes | str, content_type: str | None) -> Any:
@@ -42,26 +37,6 @@ def request_dmatrix(body: bytes | str, content_type: str | None) -> Any:
     return xgb.DMatrix(reader_for(media, labelled=False).parse(raw).features, missing=np.nan)
 
 
-def encode_prediction(prediction: Any, accept: str) -> tuple[bytes, str]:
-    """The sagemaker-containers encoders the XGBoost image's default output_fn uses; 406 for other types."""
-    media = negotiate_accept(accept, OUTPUT_TYPES, ct.JSON)
-    if media.name == ct.JSON:
-        return json.dumps(prediction, default=_tolist).encode(), ct.JSON
-    if media.name == ct.CSV:
-        rows = np.array(prediction)
-        rows = rows.reshape(-1, 1) if rows.ndim < 2 else rows
-        text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows(rows)
-        return text.getvalue().encode(), ct.CSV
-    buffer = io.BytesIO()
-    np.save(buffer, prediction)
-    return buffer.getvalue(), NPY
-
-
-def _tolist(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class _PathChannel(DataChannel):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from common import recordio
 from tests.fuzz.corpus import KNOWN_BAD
 
 MAGIC = 0xCED7230A
@@ -225,13 +226,8 @@ def jsonlines_mutant(rng: Rng, width: int, ints: tuple[int, ...] = ()) -> bytes:
 
 # ---- RecordIO-protobuf -------------------------------------------------------------------------------------
 def _varint(value: int) -> bytes:
-    value &= (1 << 70) - 1
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    """Any integer, negative or past 64 bits too, as at most 10 varint bytes (a fuzzer wants all of them)."""
+    return recordio._varint(value & ((1 << 70) - 1))
 
 
 def _field(number: int, body: bytes, wire: int = 2) -> bytes:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from common.recordio import _varint
+
 MAGIC = 0xCED7230A
 
 
@@ -26,13 +28,6 @@ def _header(length: int, cflag: int = 0) -> bytes:
     return struct.pack("<II", MAGIC, cflag << 29 | length)
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _field(number: int, body: bytes) -> bytes:
