@@ -16,6 +16,7 @@ from common.readers import csv_kernel
 
 CHUNK_BYTES = 4 << 20
 PARALLEL_BYTES = 1 << 20  # blocks at least this big are parsed on several threads
+BLANKS = b" \t\r"  # what the kernel skips around fields; every other byte is part of one
 
 
 class CsvReader:
@@ -129,7 +130,7 @@ def _count_columns(block: bytes) -> int | None:
     while start < len(block):
         end = block.find(b"\n", start)
         end = len(block) if end < 0 else end
-        if block[start:end].strip():
+        if block[start:end].strip(BLANKS):  # blank as the kernel sees it: a form feed is a field
             return block.count(b",", start, end) + 1
         start = end + 1
     return None
@@ -142,7 +143,8 @@ def _describe_error(block: bytes, status: int, line: int, col: int, ncols: int,
     where = f"Line {number} of {source}"
     if status == csv_kernel.BAD_WIDTH:
         return f"{where} has {col} fields but earlier lines have {ncols}; every row needs the same columns."
-    cell = text.split(",")[col].strip() if col < len(text.split(",")) else ""
+    cell = text.split(",")[col].strip(" \t") if col < len(text.split(",")) else ""
+    cell = cell if cell.isprintable() else repr(cell)[1:-1]  # a control character shows, escaped
     if number == 1 and any(c.isalpha() for c in text) and not _looks_numeric(text):
         return (f"{where} looks like a header ('{_shorten(text)}'); CSV data must have no header row, "
                 "label first.")

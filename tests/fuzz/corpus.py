@@ -97,6 +97,7 @@ KNOWN_BAD: list[tuple[str, bytes, object]] = [
     ("libsvm", b"1 1:1\n\xff 2:1\n", REFUSED),
     ("libsvm", b"1 0:inf 1:1e400\n", Rows(1, 2)),
     # found by `make fuzz`: a line of whitespace the kernel does not skip (vertical tab, form feed)
+    ("csv", b"\x0c\nnan,nan,nan", REFUSED),
     ("libsvm", b"4\n\x0b", REFUSED),
     ("libsvm", b"1 1:1\n\x0c\n", REFUSED),
 ]
