@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install sdk-venv demo test test-slow fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost clean
+.PHONY: install sdk-venv demo test test-slow test-local-mode fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost clean
 
 install: $(VENV)/.installed
 
@@ -22,7 +22,7 @@ sdk-venv: .venv-sdk/.installed
 
 .venv-sdk/.installed:
 	$(PYTHON) -m venv .venv-sdk
-	.venv-sdk/bin/pip install --quiet "sagemaker==2.257.7" scipy numpy requests pytest scikit-learn podman-compose
+	.venv-sdk/bin/pip install --quiet "sagemaker==2.257.7" scipy numpy requests pytest pytest-timeout scikit-learn podman-compose
 	touch $@
 
 demo: install
@@ -36,6 +36,17 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m "slow" $(PYTEST_ARGS)
+
+# Slow, not part of `test`: every image (LOCAL_MODE_IMAGES="kmeans xgboost" for some) driven by the real SDK's
+# local mode, each through its examples/<image>.py: fit, deploy, predict, batch transform. Builds the images;
+# docker/local-mode.sh gives the SDK podman as docker and docker-compose. tests/local_mode says what is checked.
+LOCAL_MODE_IMAGES ?= $(IMAGE_NAMES)
+test-local-mode: install
+	@.venv-sdk/bin/python -c "import podman_compose, pytest_timeout, sklearn" 2>/dev/null || rm -f .venv-sdk/.installed
+	$(MAKE) --no-print-directory sdk-venv $(addprefix image-,$(LOCAL_MODE_IMAGES))
+	LOCAL_MODE_IMAGES="$(LOCAL_MODE_IMAGES)" IMAGE_PREFIX=$(IMAGE_PREFIX) IMAGE_TAG=$(TAG) SAGEMAKER_SUPPRESS_V2_WARNING=1 \
+		sh docker/local-mode.sh .venv-sdk/bin/python -m pytest -q -p no:cacheprovider -o timeout=900 \
+		--durations=0 tests/local_mode $(PYTEST_ARGS)
 
 # Not part of `test`: hypothesis against every reader and encoder, then every image's real server.
 # FUZZ_BODIES (per image and content type, default 10000), FUZZ_EXAMPLES, FUZZ_REPORT: see tests/fuzz/conftest.py.
