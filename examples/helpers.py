@@ -84,6 +84,19 @@ class Setup:
             return Path(urlparse(uri).path).read_text()
         return S3Downloader.read_file(uri, sagemaker_session=self.session)
 
+    def batch_transform(self, estimator: sagemaker.estimator.EstimatorBase, file_name: str, content_type: str,
+                        accept: str) -> list[str]:
+        """A batch transform of the `batch` folder (split by line, answers assembled by line), then its model
+        deleted: the non-blank lines of `<file_name>.out`."""
+        # strategy spelled out: local mode misreads the image's /execution-parameters (README).
+        transformer = estimator.transformer(1, self.instance_type, output_path=self.output("transform"),
+                                            accept=accept, assemble_with="Line", strategy="MultiRecord")
+        transformer.transform(self.upload(self.folder("batch")), content_type=content_type, split_type="Line",
+                              logs=self.on_aws)
+        lines = self.read(f"{transformer.output_path}/{file_name}.out").splitlines()
+        self.session.delete_model(transformer.model_name)
+        return [line for line in lines if line]
+
 
 def parse_args(image: str, argv: list[str] | None, description: str | None,
                parser: argparse.ArgumentParser | None = None) -> tuple[Setup, argparse.Namespace]:

@@ -55,15 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
         predictor.delete_endpoint()
     print(f"test accuracy: {np.mean(np.array(recordio_labels) == test_y):.3f}")
 
-    # strategy spelled out: local mode misreads the image's /execution-parameters (README).
-    transformer = estimator.transformer(1, setup.instance_type, output_path=setup.output("transform"),
-                                        accept="application/jsonlines", assemble_with="Line",
-                                        strategy="MultiRecord")
-    transformer.transform(setup.upload(setup.folder("batch")), content_type="text/csv", split_type="Line",
-                          logs=setup.on_aws)
-    lines = setup.read(f"{transformer.output_path}/batch.csv.out").splitlines()
-    setup.session.delete_model(transformer.model_name)
-    return {"recordio": recordio_labels, "json": answer, "transform": [json.loads(line) for line in lines if line],
+    lines = setup.batch_transform(estimator, "batch.csv", content_type="text/csv", accept="application/jsonlines")
+    return {"recordio": recordio_labels, "json": answer, "transform": [json.loads(line) for line in lines],
             "labels": test_y, "metric_definitions": METRICS}
 
 

@@ -54,15 +54,9 @@ def main(argv: list[str] | None = None) -> dict:
         predictor.delete_endpoint()
     print(f"test accuracy: {np.mean(np.argmax(probabilities, axis=1) == test_y):.3f}")
 
-    # strategy spelled out: local mode misreads the image's /execution-parameters (README).
-    transformer = estimator.transformer(1, setup.instance_type, output_path=setup.output("transform"),
-                                        accept="text/csv", assemble_with="Line", strategy="MultiRecord")
-    transformer.transform(setup.upload(setup.folder("batch")), content_type="text/csv", split_type="Line",
-                          logs=setup.on_aws)
-    lines = setup.read(f"{transformer.output_path}/batch.csv.out").splitlines()
-    setup.session.delete_model(transformer.model_name)
+    lines = setup.batch_transform(estimator, "batch.csv", content_type="text/csv", accept="text/csv")
     return {"npy": npy, "json": probabilities, "csv": csv_rows, "labels": test_y, "metric_definitions": METRICS,
-            "transform": [[float(v) for v in line.split(",")] for line in lines if line]}
+            "transform": [[float(v) for v in line.split(",")] for line in lines]}
 
 
 if __name__ == "__main__":
