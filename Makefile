@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install sdk-venv demo test test-slow test-local-mode fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost clean
+.PHONY: install sdk-venv demo test test-slow test-local-mode fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-report clean
 
 install: $(VENV)/.installed
 
@@ -26,7 +26,7 @@ sdk-venv: .venv-sdk/.installed
 	touch $@
 
 demo: install
-	$(PY) -m common.demo
+	$(PY) -m tools.demo
 
 # Then the container stage: one image built and run for real when an engine answers, or when
 # CI=true and podman can be set up (docker/container-stage.sh says why it skips; CONTAINER_TESTS=0).
@@ -56,38 +56,51 @@ fuzz: install
 lint: install
 	$(PY) -m ruff check .
 
+# Every bench prints its figures and writes them to bench/results/<bench>.json. Sizes and repeats:
+# make bench-kmeans ROWS=50000,1000000 REPEATS=5 (the rows each bench takes: its --help; BENCH_<OPTION>=...
+# sets any other option). QUICK=1 picks the quick sizes that make bench-report uses.
+ROWS ?=
+REPEATS ?=
+QUICK ?=
+BENCH := BENCH_ROWS="$(ROWS)" BENCH_REPEATS="$(REPEATS)" BENCH_QUICK="$(QUICK)" $(PY)
+
 bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost
 
+# Every bench at its quick sizes (about 15 minutes on 2 cores), then bench/REPORT.md and its plots.
+bench-report: install
+	$(MAKE) --no-print-directory bench QUICK=1
+	$(PY) bench/report.py
+
 bench-common: install sdk-venv
-	$(PY) bench/bench_readers.py
-	$(PY) bench/bench_recordio.py
-	$(PY) bench/bench_serving.py
+	$(BENCH) bench/bench_readers.py
+	$(BENCH) bench/bench_recordio.py
+	$(BENCH) bench/bench_serving.py
 
 bench-kmeans: install
-	$(PY) bench/bench_kmeans.py
+	$(BENCH) bench/bench_kmeans.py
 
 bench-pca: install
-	$(PY) bench/bench_pca.py
+	$(BENCH) bench/bench_pca.py
 
 bench-knn: install
-	$(PY) bench/bench_knn.py
+	$(BENCH) bench/bench_knn.py
 
 # Anchors for the RCF bench only (not in any image): AWS's RCF core, rrcf, river's labelled series.
 bench-rcf: install
 	$(PY) -m pip install --quiet "krcf==0.4.0" "rrcf==0.4.4" "river==0.26.1"
-	$(PY) bench/bench_rcf.py
+	$(BENCH) bench/bench_rcf.py
 
 # Anchors for the FM bench only: myFM (Bayesian FM) and MovieLens-100k as recbole ships it.
 bench-fm: install
 	$(PY) -m pip install --quiet myfm
 	$(PY) -m pip install --quiet --no-deps "recbole==1.2.1"
-	$(PY) bench/bench_fm.py
+	$(BENCH) bench/bench_fm.py
 
 bench-tabular: install
-	$(PY) bench/bench_tabular.py
+	$(BENCH) bench/bench_tabular.py
 
 bench-xgboost: install
-	$(PY) bench/bench_xgboost.py
+	$(BENCH) bench/bench_xgboost.py
 
 clean:
 	rm -rf $(VENV) .venv-sdk .pytest_cache

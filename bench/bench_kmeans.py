@@ -4,7 +4,7 @@ Quality anchor: sklearn KMeans(n_init=3) inertia. Speed anchor: sklearn MiniBatc
 fit time. Ours is the wall time of `python -m common.entrypoint train` (process start to exit,
 reading and parsing the files included), median of several runs, with its peak RSS
 (VmHWM, as the entrypoint logs it).
-Usage: bench_kmeans.py [--rows N] [--repeats R]
+Usage: bench_kmeans.py [--rows N,N,...] [--repeats R]
 """
 
 from __future__ import annotations
@@ -23,15 +23,16 @@ from pathlib import Path
 
 import numpy as np
 from benchlib import REPO, report
+from results import Results, add_option
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.datasets import load_digits, make_blobs
 
 from algorithms.kmeans.algorithm import KMeans
-from common.local import entrypoint_env, write_job
+from common.data.recordio_writer import encode_dense
 from common.paths import Paths
-from common.recordio import encode_dense
 from common.training import run_training
+from tools.local import entrypoint_env, write_job
 
 
 def inertia(x: np.ndarray, centers: np.ndarray) -> float:
@@ -83,7 +84,8 @@ def run_in_process(base: Path, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench(name: str, x: np.ndarray, k: int, repeats: int, hyperparameters: dict[str, str]) -> None:
+def bench(results: Results, name: str, x: np.ndarray, k: int, repeats: int, hyperparameters: dict[str, str]
+          ) -> None:
     x = x.astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         ours_time, ours_peak, centers = run_ours(x, k, Path(tmp), hyperparameters, repeats)
@@ -114,16 +116,26 @@ def bench(name: str, x: np.ndarray, k: int, repeats: int, hyperparameters: dict[
                ("inertia MiniBatchKMeans (median)", f"{statistics.median(mbk_inertia):.6g}"),
                ("inertia ratio ours/KMeans", f"{ours_inertia / full_inertia:.4f}"),
            ])
+    size = {"data": name, "rows": x.shape[0], "cols": x.shape[1]}
+    anchor = "sklearn MiniBatchKMeans(n_init=3) fit"
+    results.add("kmeans", "train: entrypoint from recordIO files", **size, ours=ours_time, unit="s",
+                anchor=anchor, anchor_value=mbk_time, peak_rss_mb=ours_peak)
+    results.add("kmeans", "train: in process (no interpreter start)", **size, ours=in_process, unit="s",
+                anchor=anchor, anchor_value=mbk_time)
+    results.add("kmeans", "inertia", **size, ours=ours_inertia, unit="inertia",
+                anchor="sklearn KMeans(n_init=3)", anchor_value=full_inertia)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    add_option(parser, "--rows", "50000,1000000", "50000,200000", help="rows of the blobs, one run per size")
+    add_option(parser, "--repeats", "3", kind=int)
     args = parser.parse_args()
-    bench("sklearn digits", load_digits().data, 10, args.repeats, {})
-    x, _ = make_blobs(n_samples=args.rows, n_features=64, centers=100, cluster_std=2.0, random_state=0)
-    bench("synthetic blobs", x, 100, args.repeats, {})
+    results = Results("kmeans", ("scikit-learn",), **vars(args))
+    bench(results, "sklearn digits", load_digits().data, 10, args.repeats, {})
+    for rows in args.rows:
+        x, _ = make_blobs(n_samples=rows, n_features=64, centers=100, cluster_std=2.0, random_state=0)
+        bench(results, "synthetic blobs", x, 100, args.repeats, {})
 
 
 if __name__ == "__main__":

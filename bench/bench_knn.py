@@ -16,7 +16,7 @@ Wall times are medians (builds of --repeats, requests of max(--repeats, 21) roun
 median over rounds of FAISS's time / ours in that round (this machine's speed drifts by up to 1.7x within
 seconds, and a round's runs are adjacent); CPU times are means (the server's workers from /proc, FAISS's
 child from process_time). About 10 minutes on 2 busy cores (IVFPQ builds of 60,000 x 784 take 15 s each).
-Usage: bench_knn.py [--rows N] [--rows784 N] [--repeats R] [--sets blobs-64,digits-784] [--index-types ...]
+Usage: bench_knn.py [--rows N,N,...] [--rows784 N,N,...] [--repeats R] [--sets blobs-64,digits-784] [--index-types ...]
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import REPO, report
+from benchlib import REPO, free_port, report
 from knn_processes import THREADS, Anchor, K, Server
+from results import Results, add_option
 
 QUERIES = 1000
 ROUNDS = 21  # request rounds: the median of 9 paired ratios still moved by 0.1 between runs here
@@ -99,10 +100,11 @@ def timed(function) -> float:
     return time.perf_counter() - started
 
 
-def bench_index(name: str, data: tuple, index_type: str, repeats: int, tmp: Path, port: int) -> list:
+def bench_index(results: Results, name: str, data: tuple, index_type: str, repeats: int, tmp: Path, port: int
+                ) -> list:
     import faiss
 
-    from common.recordio import encode_dense
+    from common.data.recordio_writer import encode_dense
 
     x, y, q, qy = data
     hp = hyperparameters(x, index_type, len(x))
@@ -151,6 +153,15 @@ def bench_index(name: str, data: tuple, index_type: str, repeats: int, tmp: Path
                     f"{paired:4.2f}x; {cpu_ratio}")
         return f"{wall[ours]:7.3f} / {wall[theirs]:7.3f} s = {wall[ours] / wall[theirs]:4.2f}x; {cpu_ratio}"
 
+    size = {"data": name, "rows": len(x), "cols": x.shape[1]}
+    results.add("knn", f"{index_type}: build", **size, ours=wall["ours build"], unit="s",
+                anchor=f"FAISS index_factory {factory}", anchor_value=wall["faiss build"])
+    results.add("knn", f"{index_type}: recall@{K} vs exact search", **size, ours=recall, unit="recall")
+    for key, label in (("csv", "CSV -> JSON"), ("proto", "recordIO")):
+        paired = statistics.median(t[0] / o[0] for o, t in zip(runs[key], runs["faiss"]))
+        results.add("knn", f"{index_type}: /invocations {label}, {QUERIES} queries", **size, ours=QUERIES / wall[key],
+                    unit="q/s", anchor="FAISS index.search, clean process", anchor_value=QUERIES / wall["faiss"],
+                    ratio=paired, index_type=index_type, request=label, recall=recall)
     rows = [
         (f"{index_type} index", f"{factory}, nprobe {nprobe}; CSV request body {len(csv) / 1e6:.1f} MB"),
         (f"{index_type} build ours / FAISS", versus("ours build", "faiss build", False)),
@@ -159,11 +170,11 @@ def bench_index(name: str, data: tuple, index_type: str, repeats: int, tmp: Path
         (f"{index_type} /invocations recordIO / FAISS", versus("proto", "faiss", True)),
     ]
     if index_type == "faiss.Flat":
-        rows += accuracy_rows(model, data, repeats)
+        rows += accuracy_rows(results, size, model, data, repeats)
     return rows
 
 
-def accuracy_rows(model, data: tuple, repeats: int) -> list:
+def accuracy_rows(results: Results, size: dict, model, data: tuple, repeats: int) -> list:
     from sklearn.neighbors import KNeighborsClassifier
 
     x, y, q, qy = data
@@ -171,14 +182,16 @@ def accuracy_rows(model, data: tuple, repeats: int) -> list:
     sklearn = KNeighborsClassifier(K, algorithm="brute", n_jobs=THREADS).fit(x, y)
     theirs = np.mean(sklearn.predict(q) == qy)
     seconds = statistics.median(timed(lambda: sklearn.predict(q)) for _ in range(repeats))
+    results.add("knn", "faiss.Flat: classifier accuracy", **size, ours=float(ours), unit="accuracy",
+                anchor="sklearn KNeighborsClassifier(brute)", anchor_value=float(theirs))
     return [("faiss.Flat accuracy ours / sklearn brute", f"{ours:.4f} / {theirs:.4f} (vote ties: ours nearest, "
                                                          "sklearn smallest label)"),
             ("sklearn brute KNeighborsClassifier.predict", f"{QUERIES / seconds:9.0f} q/s")]
 
 
-def bench_entrypoint(data: tuple, repeats: int, tmp: Path, port: int) -> list:
-    from common.local import entrypoint_env, write_job
-    from common.recordio import encode_dense
+def bench_entrypoint(results: Results, data: tuple, repeats: int, tmp: Path, port: int) -> list:
+    from common.data.recordio_writer import encode_dense
+    from tools.local import entrypoint_env, write_job
 
     x, y, q, _ = data
     files = []
@@ -203,6 +216,8 @@ def bench_entrypoint(data: tuple, repeats: int, tmp: Path, port: int) -> list:
         memory = server.worker_memory()
     finally:
         server.stop()
+    results.add("knn", "faiss.Flat: train via entrypoint (4 recordIO files)", data="blobs-64", rows=len(x),
+                cols=x.shape[1], ours=statistics.median(times[1:]), unit="s")
     return [("faiss.Flat train via entrypoint (4 recordIO files)", f"{statistics.median(times[1:]):7.2f} s"),
             (f"2 server workers, {(tmp / 'train-0' / 'model' / 'model_algo-1').stat().st_size / 1e6:.0f} MB index",
              "; ".join(memory))]
@@ -210,33 +225,35 @@ def bench_entrypoint(data: tuple, repeats: int, tmp: Path, port: int) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--rows784", type=int, default=60_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    add_option(parser, "--rows", "20000,100000", "20000,100000", help="rows of blobs-64, one run per size")
+    add_option(parser, "--rows784", "60000", "10000", help="rows of digits-784, one run per size")
+    add_option(parser, "--repeats", "3", "2", kind=int, help="builds per side; requests run max(this, 21) rounds")
     parser.add_argument("--sets", default="blobs-64,digits-784", help="comma-separated data sets to run")
     parser.add_argument("--index-types", default=",".join(INDEX_TYPES), help="comma-separated index types")
     args = parser.parse_args()
+    results = Results("knn", ("faiss-cpu", "scikit-learn"), **vars(args))
     sets, index_types = args.sets.split(","), args.index_types.split(",")
     import faiss
 
     faiss.omp_set_num_threads(THREADS)
-    port = 18180
     print(f"load average before: {os.getloadavg()[0]:.1f} (2 cores; other work on the machine skews the figures)")
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        for name, make in (("blobs-64", lambda: blobs(args.rows)), ("digits-784", lambda: digits784(args.rows784))):
+        for name, make, sizes in (("blobs-64", blobs, args.rows), ("digits-784", digits784, args.rows784)):
             if name not in sets:
                 continue
-            data = make()
-            x = data[0]
-            rows = []
-            for index_type in index_types:
-                port += 1
-                rows += bench_index(name, data, index_type, args.repeats, tmp, port)
-            if name == "blobs-64" and "faiss.Flat" in index_types:
-                rows += bench_entrypoint(data, args.repeats, tmp, port + 100)
-            report(f"k-NN {name}: {x.shape[0]:,} x {x.shape[1]} ({x.nbytes / 1e6:.0f} MB float32), {QUERIES} "
-                   f"queries, k={K}, {THREADS} FAISS threads both sides, median of {args.repeats}", rows)
+            for count in sizes:
+                data = make(count)
+                x = data[0]
+                work = tmp / f"{name}-{count}"
+                work.mkdir()
+                rows = []
+                for index_type in index_types:
+                    rows += bench_index(results, name, data, index_type, args.repeats, work, free_port())
+                if name == "blobs-64" and "faiss.Flat" in index_types:
+                    rows += bench_entrypoint(results, data, args.repeats, work, free_port())
+                report(f"k-NN {name}: {x.shape[0]:,} x {x.shape[1]} ({x.nbytes / 1e6:.0f} MB float32), {QUERIES} "
+                       f"queries, k={K}, {THREADS} FAISS threads both sides, median of {args.repeats}", rows)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ eigendecomposition of the centered scatter matrix.
 Our processes are started by a small helper made before any data exists: a child forked from this
 large process would count this process's pages in its peak RSS (os.wait4's ru_maxrss).
 Contenders run in turn, round after round (the machine is shared); medians of --repeats rounds.
-Usage: bench_pca.py [--rows N] [--repeats R]
+Usage: bench_pca.py [--rows N,N,...] [--repeats R]
 """
 
 from __future__ import annotations
@@ -36,18 +36,19 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 from benchlib import REPO, report
+from results import Results, add_option
 from sklearn.decomposition import PCA as SkPCA
 
 from algorithms.pca import solvers
 from algorithms.pca.algorithm import PCA, block_rows, channel_blocks
 from algorithms.pca.hyperparameters import PCAHyperparameters
-from common import content_types as ct
 from common.channels import FILE, REPLICATED, ChannelConfig, DataChannel
-from common.content_types import MediaType
-from common.distributed import Collective
+from common.cluster.collective import Collective
+from common.data import content_types as ct
+from common.data.content_types import MediaType
+from common.data.recordio_writer import encode_dense
 from common.hyperparameters import parse_hyperparameters
-from common.local import entrypoint_env, write_job
-from common.recordio import encode_dense
+from tools.local import entrypoint_env, write_job
 
 SPAWNER = """
 import json, os, subprocess, sys, time
@@ -157,7 +158,7 @@ def model_errors(model: PCA, exact_s: np.ndarray, exact_v: np.ndarray) -> tuple[
     return errors(model.s[::-1].astype(np.float64), model.v[:, ::-1].astype(np.float64), exact_s, exact_v)
 
 
-def bench_regular(spawner: Spawner, rows: int, repeats: int, tmp: Path) -> None:
+def bench_regular(results: Results, spawner: Spawner, rows: int, repeats: int, tmp: Path) -> None:
     rng = np.random.default_rng(0)
     basis = np.linalg.qr(rng.standard_normal((100, 100)))[0] * np.geomspace(10, 1, 100)
     x = np.empty((rows, 100), np.float32)
@@ -179,6 +180,7 @@ def bench_regular(spawner: Spawner, rows: int, repeats: int, tmp: Path) -> None:
     }, repeats)
     exact_s, exact_v = exact_top(x, 10, via_qr=True)
     sk_err = errors(fitted[-1].singular_values_, fitted[-1].components_.T, exact_s, exact_v)
+    ours_err = model_errors(full.model(), exact_s, exact_v)
     ours, sk = times["ours"], times["sklearn"]
     report(f"PCA regular: {rows:,} x 100 float32 ({x.nbytes / 1e6:.0f} MB; recordIO files "
            f"{sum(f.stat().st_size for f in files) / 1e6:.0f} MB), num_components=10; medians of {repeats} rounds", [
@@ -190,12 +192,21 @@ def bench_regular(spawner: Spawner, rows: int, repeats: int, tmp: Path) -> None:
                 f"{ours / sk:8.2f}x, {times['in process'] / sk:.2f}x (goal <= 1.5x)"),
                ("ours peak RSS", f"{full.peak:.0f} MB at {rows:,} rows, {quarter.peak:.0f} MB at "
                                  f"{rows // 4:,} rows ({times['quarter']:.2f} s)"),
-               ("ours vs full SVD: s rel / 1-|cos| / angle", shown(model_errors(full.model(), exact_s, exact_v))),
+               ("ours vs full SVD: s rel / 1-|cos| / angle", shown(ours_err)),
                ("sklearn vs full SVD: s rel / 1-|cos| / angle", shown(sk_err)),
            ])
+    size = {"data": "synthetic decaying spectrum", "rows": rows, "cols": 100}
+    anchor = "sklearn PCA(covariance_eigh) fit in memory"
+    results.add("pca", "regular: entrypoint train from recordIO files", **size, ours=ours, unit="s", anchor=anchor,
+                anchor_value=sk, peak_rss_mb=full.peak)
+    results.add("pca", "regular: in process, channel reader + solver", **size, ours=times["in process"], unit="s",
+                anchor=anchor, anchor_value=sk)
+    results.add("pca", "regular: process start-up (a 1,000-row job)", **size, ours=times["startup"], unit="s")
+    results.add("pca", "regular: largest principal angle vs full SVD", **size, ours=ours_err[2], unit="radians",
+                anchor="sklearn PCA(covariance_eigh)", anchor_value=sk_err[2])
 
 
-def bench_randomized(spawner: Spawner, repeats: int, tmp: Path) -> None:
+def bench_randomized(results: Results, spawner: Spawner, repeats: int, tmp: Path) -> None:
     rows, dim, k = 20_000, 2_000, 50
     rng = np.random.default_rng(1)
     basis = np.linalg.qr(rng.standard_normal((dim, k)))[0]
@@ -223,32 +234,44 @@ def bench_randomized(spawner: Spawner, repeats: int, tmp: Path) -> None:
     sk_time = times["sklearn"]
     sk_err = errors(sk[-1].singular_values_, sk[-1].components_.T, exact_s, exact_v)
     lines = [("sklearn PCA(randomized) fit in memory", f"{sk_time:8.2f} s; error s / angle {shown(sk_err[::2])}")]
+    size = {"data": "synthetic rank-50 signal + noise", "rows": rows, "cols": dim}
+    anchor = "sklearn PCA(randomized) fit in memory"
     for extra, (job, hp) in jobs.items():
         entry, memory = times[f"entrypoint {extra}"], times[f"in memory {extra}"]
         fit = fits[extra][-1]
         name = f"ours extra_components={extra} (K={hp.sketch_size})"
+        entry_err = model_errors(job.model(), exact_s, exact_v)
         lines += [
             (f"{name}: entrypoint", f"{entry:8.2f} s, peak RSS {job.peak:.0f} MB; "
-                                    f"error s / angle {shown(model_errors(job.model(), exact_s, exact_v)[::2])}"),
+                                    f"error s / angle {shown(entry_err[::2])}"),
             (f"{name}: in memory", f"{memory:8.2f} s; error s / angle "
                                    f"{shown(errors(fit.s[::-1], fit.v[:, ::-1], exact_s, exact_v)[::2])}"),
             ("  time ratio entrypoint/sklearn, in memory/sklearn", f"{entry / sk_time:8.2f}x, {memory / sk_time:.2f}x"),
         ]
+        case = f"randomized extra_components={extra}"
+        results.add("pca", f"{case}: entrypoint", **size, ours=entry, unit="s", anchor=anchor, anchor_value=sk_time,
+                    peak_rss_mb=job.peak)
+        results.add("pca", f"{case}: in memory", **size, ours=memory, unit="s", anchor=anchor, anchor_value=sk_time)
+        results.add("pca", f"{case}: largest principal angle", **size, ours=entry_err[2], unit="radians",
+                    anchor="sklearn PCA(randomized)", anchor_value=sk_err[2])
     report(f"PCA randomized: {rows:,} x {dim:,} float32 ({x.nbytes / 1e6:.0f} MB), rank-50 signal + noise, "
            f"num_components={k}, {solvers.POWER_ITERATIONS + 1} passes; medians of {repeats} rounds", lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    add_option(parser, "--rows", "50000,1000000", "50000,200000", help="rows of the regular case, one run per size")
+    add_option(parser, "--repeats", "3", kind=int)
     args = parser.parse_args()
+    results = Results("pca", ("scikit-learn", "scipy"), **vars(args))
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     spawner = Spawner()
     try:
+        for rows in args.rows:
+            with tempfile.TemporaryDirectory() as tmp:
+                bench_regular(results, spawner, rows, args.repeats, Path(tmp))
         with tempfile.TemporaryDirectory() as tmp:
-            bench_regular(spawner, args.rows, args.repeats, Path(tmp))
-            bench_randomized(spawner, args.repeats, Path(tmp))
+            bench_randomized(results, spawner, args.repeats, Path(tmp))
     finally:
         spawner.close()
     print(f"load average {os.getloadavg()[0]:.1f} at the end")

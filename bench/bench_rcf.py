@@ -14,7 +14,7 @@ batch API) and its score-only rate. Training: ours on 1,000,000 x 8 rows through
 start to exit, recordIO file read included) and in process; krcf's time for 1M updates is extrapolated
 from its measured update rate (said in the output).
 A forest's AUC moves by a few 1e-4 with its seed, so both sides are also scored over --seeds seeds.
-Usage: bench_rcf.py [--rows N] [--train-rows N] [--rrcf-rows N] [--seeds N]
+Usage: bench_rcf.py [--rows N] [--train-rows N,N,...] [--rrcf-rows N] [--seeds N]
 """
 
 from __future__ import annotations
@@ -29,14 +29,15 @@ from pathlib import Path
 import numpy as np
 import requests
 from benchlib import REPO, report
+from results import Results, add_option
 from sklearn.metrics import roc_auc_score
 
 from algorithms.rcf.forest import Forest, Trees
 from algorithms.rcf.sampling import sample_stream
-from common.distributed import Collective
-from common.local import run_entrypoint, write_job
-from common.recordio import encode_dense
+from common.cluster.collective import Collective
+from common.data.recordio_writer import encode_dense
 from tests.integration.helpers import free_port, train
+from tools.local import run_entrypoint, write_job
 
 TREES, SAMPLES = 100, 256
 
@@ -170,11 +171,12 @@ def serve_rate(x: np.ndarray, workdir: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--train-rows", type=int, default=1_000_000)
-    parser.add_argument("--rrcf-rows", type=int, default=300)
-    parser.add_argument("--seeds", type=int, default=5, help="forests per side for the mean ROC AUC")
+    add_option(parser, "--rows", "100000", "20000", kind=int, help="rows of the synthetic quality set")
+    add_option(parser, "--train-rows", "50000,1000000", "50000,1000000", help="rows of the training runs, one per size")
+    add_option(parser, "--rrcf-rows", "300", kind=int)
+    add_option(parser, "--seeds", "5", "3", kind=int, help="forests per side for the mean ROC AUC")
     args = parser.parse_args()
+    results = Results("rcf", ("krcf", "rrcf", "river", "scikit-learn"), **vars(args))
     from algorithms.rcf import ALGORITHM
 
     ALGORITHM.warm_up_kernels()
@@ -214,34 +216,60 @@ def main() -> None:
             krcf_rate = float(theirs["score_update_rate"])
             krcf_update_rate = float(theirs["update_rate"])
         report(f"RCF quality and scoring: {name}", rows)
+        size = {"data": name, "rows": len(x), "cols": x.shape[1]}
+        prefix_aucs = {side: roc_auc_score(head, s[:prefix]) if head.any() and not head.all() else None
+                       for side, s in (("ours", ours), ("krcf", theirs["scores"]), ("rrcf", rrcf_scores))}
+        results.add("rcf", f"ROC AUC, mean of {len(all_ours)} seeds", **size, ours=float(all_ours.mean()), unit="AUC",
+                    anchor="krcf (AWS RCF core)", anchor_value=float(all_krcf.mean()), ours_sd=float(all_ours.std()),
+                    anchor_sd=float(all_krcf.std()), prefix_rows=prefix, prefix_aucs=prefix_aucs)
+        results.add("rcf", "score in process", **size, ours=ours_rate, unit="points/s",
+                    anchor="krcf score+update (1 core)", anchor_value=float(theirs["score_update_rate"]))
+        results.add("rcf", f"score in process ({prefix}-row prefix for rrcf)", **size, ours=ours_rate,
+                    unit="points/s", anchor="rrcf insert+codisp+forget", anchor_value=rrcf_rate)
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         x, _ = synthetic(args.rows)
-        rate = serve_rate(x[:50_000], workdir)
-        big, _ = synthetic(args.train_rows)
-        data = workdir / "big.rec"
-        data.write_bytes(encode_dense(big))
-        base = workdir / "big"
-        write_job(base, {"feature_dim": "8", "num_trees": str(TREES), "num_samples_per_tree": str(SAMPLES)},
-                  {"train": ([data], None)}, distribution="ShardedByS3Key")
-        started = time.perf_counter()
-        result = train("rcf", base)
-        entry_seconds = time.perf_counter() - started
-        if result.returncode != 0:
-            raise SystemExit(result.stdout + result.stderr)
-        _, fit_seconds = ours_fit(big)
-        report("RCF serving and training", [
-            ("/invocations, CSV batches of 1,000, 2 workers, 2 clients", f"{rate:,.0f} points/s (50,000 rows)"),
+        served = x[:50_000]
+        rate = serve_rate(served, workdir)
+        results.add("rcf", "/invocations, CSV batches of 1,000, 2 workers, 2 clients", data="synthetic",
+                    rows=len(served), cols=8, ours=rate, unit="points/s", anchor="krcf score+update (1 core)",
+                    anchor_value=krcf_rate)
+        lines = [
+            ("/invocations, CSV batches of 1,000, 2 workers, 2 clients",
+             f"{rate:,.0f} points/s ({len(served):,} rows)"),
             ("krcf score+update on the same synthetic rows", f"{krcf_rate:,.0f} points/s"),
             ("ratio ours through HTTP / krcf", f"{rate / krcf_rate:.1f}x"),
-            (f"train {len(big):,} x 8 ours, entrypoint (recordIO {data.stat().st_size / 2**20:.0f} MB)",
-             f"{entry_seconds:.2f} s"),
-            (f"train {len(big):,} x 8 ours, in process (no parsing)", f"{fit_seconds:.2f} s"),
-            (f"train {len(big):,} x 8 krcf, extrapolated from its update rate",
-             f"{len(big) / krcf_update_rate:.0f} s (not run: rows / its update-only rate)"),
-            ("ratio krcf / ours (entrypoint)", f"{len(big) / krcf_update_rate / entry_seconds:.0f}x"),
-        ])
+        ]
+        for train_rows in args.train_rows:
+            big, _ = synthetic(train_rows)
+            data = workdir / "big.rec"
+            data.write_bytes(encode_dense(big))
+            base = workdir / f"big-{train_rows}"
+            write_job(base, {"feature_dim": "8", "num_trees": str(TREES), "num_samples_per_tree": str(SAMPLES)},
+                      {"train": ([data], None)}, distribution="ShardedByS3Key")
+            started = time.perf_counter()
+            result = train("rcf", base)
+            entry_seconds = time.perf_counter() - started
+            if result.returncode != 0:
+                raise SystemExit(result.stdout + result.stderr)
+            _, fit_seconds = ours_fit(big)
+            krcf_seconds = len(big) / krcf_update_rate
+            lines += [
+                (f"train {len(big):,} x 8 ours, entrypoint (recordIO {data.stat().st_size / 2**20:.0f} MB)",
+                 f"{entry_seconds:.2f} s"),
+                (f"train {len(big):,} x 8 ours, in process (no parsing)", f"{fit_seconds:.2f} s"),
+                (f"train {len(big):,} x 8 krcf, extrapolated from its update rate",
+                 f"{krcf_seconds:.0f} s (not run: rows / its update-only rate)"),
+                ("ratio krcf / ours (entrypoint)", f"{krcf_seconds / entry_seconds:.0f}x"),
+            ]
+            size = {"data": "synthetic", "rows": len(big), "cols": 8}
+            anchor = "krcf updates, extrapolated from its rate"
+            results.add("rcf", "train: entrypoint from recordIO", **size, ours=entry_seconds, unit="s", anchor=anchor,
+                        anchor_value=krcf_seconds)
+            results.add("rcf", "train: in process (no parsing)", **size, ours=fit_seconds, unit="s", anchor=anchor,
+                        anchor_value=krcf_seconds)
+        report("RCF serving and training", lines)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ Serving: 1-row CSV -> JSON, sequential keep-alive requests, our gunicorn server 
 Flask app under the same gunicorn settings running JumpStart's inference recipe (pandas.read_csv, predict,
 json.dumps); plus the library's own in-process 1-row predict as the floor.
 
-    python bench/bench_tabular.py [--rows 1000000] [--catboost-rows 1000000] [--repeats 3]
+    python bench/bench_tabular.py [--rows 50000,1000000] [--catboost-rows 50000,1000000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import REPO, report
+from benchlib import REPO, free_port, report
+from results import Results, add_option
 
-from common.local import entrypoint_env, write_job
+from tools.local import entrypoint_env, write_job
 
 ROW = b"0.5,-1.25,0.75,2.0,0.0,1.0,-0.5,0.25,17,3"
 ANCHOR_TRAIN = r"""
@@ -134,7 +135,8 @@ def timed(command: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def bench_training(kind: str, rows: int, hp: dict[str, str], repeats: int, tmp: Path) -> tuple[Path, list]:
+def bench_training(results: Results, kind: str, rows: int, hp: dict[str, str], repeats: int, tmp: Path
+                   ) -> tuple[Path, list]:
     data = tmp / f"{kind}.csv"
     make_data(rows, data)
     index = tmp / "categorical_index.json"
@@ -152,6 +154,8 @@ def bench_training(kind: str, rows: int, hp: dict[str, str], repeats: int, tmp: 
         times["anchor"].append(timed(anchor, env))
     mine, theirs = statistics.median(times["ours"]), statistics.median(times["anchor"])
     size = data.stat().st_size / 1e6
+    results.add(kind, "train: entrypoint end to end", data="synthetic CSV, 8 numeric + 2 categorical", rows=rows,
+                cols=10, ours=mine, unit="s", anchor=f"pandas.read_csv + {kind} alone", anchor_value=theirs)
     return base, [(f"{kind} train {rows:,} rows ({size:.0f} MB CSV), ours end to end", f"{mine:.2f} s"),
                   (f"{kind} train, anchor: pandas + {kind} alone", f"{theirs:.2f} s"),
                   (f"{kind} train ratio ours/anchor (goal <= 1.1)", f"{mine / theirs:.2f}x")]
@@ -188,13 +192,14 @@ def _load(port: int, count: int) -> tuple[float, float, float]:
     return latencies[len(latencies) // 2] * 1e3, latencies[int(len(latencies) * 0.99)] * 1e3, count / elapsed
 
 
-def bench_serving(kind: str, base: Path, requests: int, rounds: int) -> list:
+def bench_serving(results: Results, kind: str, base: Path, requests: int, rounds: int) -> list:
     env = dict(entrypoint_env(kind, base), SAGEMAKER_MODEL_SERVER_WORKERS="1", ANCHOR_KIND=kind,
                OMP_NUM_THREADS="2", OMP_WAIT_POLICY="PASSIVE")
-    port = 18180 if kind == "lightgbm" else 18190
+    port, anchor_port = free_port(), free_port()
     commands = {port: [sys.executable, "-m", "common.entrypoint", "serve"],
-                port + 1: [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "4",
-                           "-b", f"127.0.0.1:{port + 1}", "--chdir", str(REPO / "bench"), "bench_tabular:anchor_app()"]}
+                anchor_port: [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "4",
+                              "-b", f"127.0.0.1:{anchor_port}", "--chdir", str(REPO / "bench"),
+                              "bench_tabular:anchor_app()"]}
     servers = [subprocess.Popen(c, env=dict(env, SAGEMAKER_BIND_TO_PORT=str(p)), cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p, c in commands.items()]
     runs: dict[int, list[tuple[float, float, float]]] = {p: [] for p in commands}
@@ -211,6 +216,14 @@ def bench_serving(kind: str, base: Path, requests: int, rounds: int) -> list:
             server.wait(timeout=30)
     ours, anchor = ([statistics.median(r[i] for r in runs[p]) for i in range(3)] for p in commands)
     floor = _library_floor(kind, base)
+    size = {"data": "1-row CSV requests", "rows": 1, "cols": 10}
+    flask = f"Flask + pandas + {kind} (JumpStart's recipe)"
+    results.add(kind, "serve 1-row CSV -> JSON: requests/s", **size, ours=ours[2], unit="req/s", anchor=flask,
+                anchor_value=anchor[2])
+    results.add(kind, "serve 1-row CSV -> JSON: p50 latency", **size, ours=ours[0], unit="ms", anchor=flask,
+                anchor_value=anchor[0])
+    results.add(kind, "serve 1-row CSV -> JSON: p50 latency vs the floor", **size, ours=ours[0], unit="ms",
+                anchor=f"{kind} 1-row predict in process", anchor_value=floor * 1e3)
     return [(f"{kind} serve 1 row, ours p50 / p99 / req/s", f"{ours[0]:.2f} ms / {ours[1]:.2f} ms / {ours[2]:.0f}"),
             (f"{kind} serve, anchor Flask+pandas+{kind}", f"{anchor[0]:.2f} ms / {anchor[1]:.2f} ms / {anchor[2]:.0f}"),
             (f"{kind} serve req/s ratio ours/anchor", f"{ours[2] / anchor[2]:.2f}x"),
@@ -220,8 +233,8 @@ def bench_serving(kind: str, base: Path, requests: int, rounds: int) -> list:
 def _library_floor(kind: str, base: Path) -> float:
     from benchlib import median_seconds
 
-    from common.batch import Batch
-    from common.content_types import MediaType
+    from common.data.batch import Batch
+    from common.serving.request import Options
 
     if kind == "lightgbm":
         from algorithms.lightgbm.algorithm import LightGBM as Model
@@ -232,25 +245,30 @@ def _library_floor(kind: str, base: Path) -> float:
     predict = model.booster.predict if kind == "lightgbm" else None
     if predict is not None:
         return median_seconds(lambda: predict(row), repeats=500)
-    return median_seconds(lambda: model.predict(Batch(row), MediaType("application/json")), repeats=500)
+    return median_seconds(lambda: model.predict(Batch(row), Options()), repeats=500)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--catboost-rows", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=2000)
+    add_option(parser, "--rows", "50000,1000000", "50000,200000", help="LightGBM's training rows, one run per size")
+    add_option(parser, "--catboost-rows", "50000,1000000", "50000,200000", help="CatBoost's, one run per size")
+    add_option(parser, "--repeats", "3", kind=int)
+    add_option(parser, "--requests", "2000", kind=int)
     args = parser.parse_args()
+    results = Results("tabular", ("lightgbm", "catboost", "pandas", "flask"), **vars(args))
     lightgbm_hp = {"num_boost_round": "50", "verbosity": "0"}
     catboost_hp = {"iterations": "100", "learning_rate": "0.1", "verbose": "50"}
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
         rows = []
-        for kind, count, hp in (("lightgbm", args.rows, lightgbm_hp), ("catboost", args.catboost_rows, catboost_hp)):
-            base, lines = bench_training(kind, count, hp, args.repeats, tmp)
-            rows += lines + bench_serving(kind, base, args.requests, 3)
-            (tmp / f"{kind}.csv").unlink()
+        for kind, sizes, hp in (("lightgbm", args.rows, lightgbm_hp), ("catboost", args.catboost_rows, catboost_hp)):
+            for count in sizes:
+                work = tmp / f"{kind}-{count}"
+                work.mkdir()
+                base, lines = bench_training(results, kind, count, hp, args.repeats, work)
+                rows += lines
+                (work / f"{kind}.csv").unlink()
+            rows += bench_serving(results, kind, base, args.requests, 3)  # the model of the last size
     report(f"tabular: training (median of {args.repeats}, alternating) and serving (median of 3 x "
            f"{args.requests} requests); {os.cpu_count()} CPUs", rows)
 

@@ -10,15 +10,15 @@ Both start with scikit-learn hidden, as in the image, which does not install it.
 Serving: our server (gunicorn, 1 worker) answering 1-row CSV -> CSV over one keep-alive connection,
 p50/p99/req/s, next to a bare in-process `booster.inplace_predict` on the same row (the floor), and
 the design's anchor (Flask + gunicorn + xgboost, same client: p50 1.64 ms, p99 2.45 ms, 440 req/s).
-Usage: bench_xgboost.py [--rows N] [--rounds R] [--repeats K]
+Usage: bench_xgboost.py [--rows N,N,...] [--rounds R] [--repeats K]
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 from bench_serving import _wait
-from benchlib import REPO, report
+from benchlib import REPO, free_port, report
+from results import Results, add_option
 
-from common.local import entrypoint_env, write_job
+from tools.local import entrypoint_env, write_job
 
 FEATURES = 50
 # Both contenders start without scikit-learn, as in the image (xgboost imports it, 1.5 s, when installed).
@@ -92,27 +93,30 @@ def anchor(data: Path, fmt: str, rounds: int) -> float:
     return time.perf_counter() - started
 
 
-def bench_training(root: Path, rows: int, rounds: int, repeats: int) -> None:
+def bench_training(results: Results, root: Path, rows: int, rounds: int, repeats: int) -> None:
     started = time.perf_counter()
     csv_path, libsvm_path = make_data(root, rows)
     print(f"data: {rows:,} x {FEATURES}; CSV {csv_path.stat().st_size / 1e6:.0f} MB, libsvm "
           f"{libsvm_path.stat().st_size / 1e6:.0f} MB, written in {time.perf_counter() - started:.1f} s", flush=True)
-    results = {}
+    medians = {}
     for fmt, path, content_type in (("csv", csv_path, "text/csv"), ("libsvm", libsvm_path, "text/libsvm")):
         times: dict[str, list[float]] = {"ours": [], "anchor": []}
         for _ in range(repeats):
             times["ours"].append(ours(root, path, content_type, rounds))
             times["anchor"].append(anchor(path, fmt, rounds))
-        results[fmt] = {k: statistics.median(v) for k, v in times.items()}
+        medians[fmt] = {k: statistics.median(v) for k, v in times.items()}
+        results.add("xgboost", f"train from {fmt}: entrypoint, parse + {rounds} rounds", data="synthetic binary",
+                    rows=rows, cols=FEATURES, ours=medians[fmt]["ours"], unit="s",
+                    anchor=f"xgboost DMatrix('{fmt} file') + xgb.train", anchor_value=medians[fmt]["anchor"])
     rows_out = []
-    for fmt, r in results.items():
+    for fmt, r in medians.items():
         rows_out += [(f"{fmt}: ours (entrypoint train, parse + train)", f"{r['ours']:.2f} s"),
                      (f"{fmt}: xgboost DMatrix('{fmt} file') + xgb.train", f"{r['anchor']:.2f} s"),
                      (f"{fmt}: ratio ours/anchor (goal <= 1.1)", f"{r['ours'] / r['anchor']:.2f}x")]
     report(f"end to end, {rows:,} x {FEATURES}, {rounds} rounds hist, medians of {repeats}", rows_out)
 
 
-def bench_serving(root: Path) -> None:
+def bench_serving(results: Results, root: Path) -> None:
     import xgboost as xgb
 
     rng = np.random.default_rng(0)
@@ -122,7 +126,7 @@ def bench_serving(root: Path) -> None:
     (base / "model").mkdir(parents=True)
     (base / "model" / "xgboost-model").write_bytes(bytes(booster.save_raw("ubj")))
     row = ",".join(f"{v:.4f}" for v in x[0]).encode()
-    port = 18090
+    port = free_port()
     env = {**entrypoint_env("xgboost", base), "SAGEMAKER_BIND_TO_PORT": str(port),
            "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
     server = subprocess.Popen([sys.executable, "-m", "common.entrypoint", "serve"], env=env, cwd=REPO,
@@ -144,6 +148,14 @@ def bench_serving(root: Path) -> None:
         latencies.append(time.perf_counter() - t0)
     latencies.sort()
     bare = (latencies[1500] * 1e3, latencies[2970] * 1e3, 3000 / sum(latencies))
+    size = {"data": "1-row CSV requests", "rows": 1, "cols": FEATURES}
+    design = "Flask+gunicorn+xgboost, the design's figure (not run here)"
+    results.add("xgboost", "serve 1-row CSV -> CSV: requests/s", **size, ours=rps, unit="req/s", anchor=design,
+                anchor_value=440.0, p99_ms=p99)
+    results.add("xgboost", "serve 1-row CSV -> CSV: p50 latency", **size, ours=p50, unit="ms", anchor=design,
+                anchor_value=1.64)
+    results.add("xgboost", "serve 1-row CSV -> CSV: p50 latency vs the floor", **size, ours=p50, unit="ms",
+                anchor="bare booster.inplace_predict in process", anchor_value=bare[0])
     report("serving 1-row CSV -> CSV, 3000 keep-alive requests x 3 (median)", [
         ("ours p50 / p99 / req/s", f"{p50:.2f} ms / {p99:.2f} ms / {rps:.0f}"),
         ("bare inplace_predict in-process p50 / p99 / calls/s", f"{bare[0]:.3f} ms / {bare[1]:.3f} ms / {bare[2]:.0f}"),
@@ -169,17 +181,21 @@ def _load(port: int, row: bytes, requests: int = 3000) -> tuple[float, float, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
+    add_option(parser, "--rows", "50000,1000000", "50000,200000", help="rows of the training data, one run per size")
+    add_option(parser, "--rounds", "10", kind=int)
+    add_option(parser, "--repeats", "3", kind=int)
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
+    results = Results("xgboost", ("xgboost-cpu", "xgboost"), **vars(args))
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_training:
-            bench_training(Path(tmp), args.rows, args.rounds, args.repeats)
-        bench_serving(Path(tmp))
-    print(json.dumps({"done": True}))
+            for rows in args.rows:
+                root = Path(tmp) / f"rows-{rows}"
+                root.mkdir()
+                bench_training(results, root, rows, args.rounds, args.repeats)
+                shutil.rmtree(root)
+        bench_serving(results, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import statistics
 import sys
 import time
@@ -34,6 +35,13 @@ def interleaved_medians(functions: dict[str, Callable[[], object]], repeats: int
             function()
             times[name].append(time.perf_counter() - started)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def free_port() -> int:
+    """A port nothing listens on now: a fixed one may be taken by another server on a shared machine."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def report(title: str, rows: list[tuple[str, str]]) -> None:

@@ -12,33 +12,36 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
-from common import content_types as ct
-from common.batch import Batch
 from common.channels import SHARDED, ChannelSpec, DataChannel
 from common.checkpoints import Checkpoints
-from common.content_types import MediaType
-from common.distributed import Cluster, Collective
-from common.encoders import Columns
+from common.cluster.collective import Cluster, Collective
+from common.data import content_types as ct
+from common.data.batch import Batch
+from common.data.columns import DEFAULT_LAYOUT, Columns, ResponseLayout
 from common.errors import UserError
 from common.hyperparameters import Hyperparameters
 from common.metrics import MetricDefinition, MetricsEmitter
 from common.paths import Paths
 
 if TYPE_CHECKING:
+    from common.data.content_types import MediaType
+    from common.data.registry import RequestReader
     from common.script_mode import ScriptMode
+    from common.serving.request import Options
 
 log = logging.getLogger(__name__)
+H = TypeVar("H", bound=Hyperparameters)
 
 
 @dataclass
-class TrainingJob:
+class TrainingJob(Generic[H]):
     """Everything `Algorithm.train` may use."""
 
-    hyperparameters: Any
+    hyperparameters: H
     channels: dict[str, DataChannel]
     paths: Paths
     cluster: Cluster
@@ -68,28 +71,33 @@ class TrainingJob:
         self.metrics.emit(self.definitions[metric_name], value, epoch)
 
 
-class Algorithm(ABC):
+class Algorithm(ABC, Generic[H]):
     name: ClassVar[str]
     Hyperparameters: ClassVar[type[Hyperparameters]]
     channels: ClassVar[tuple[ChannelSpec, ...]]
     metrics: ClassVar[tuple[MetricDefinition, ...]] = ()
+    # Logged when training starts: which data each train/test metric line is measured on.
+    metrics_note: ClassVar[str] = ""
     default_content_type: ClassVar[str] = ct.RECORDIO   # channels whose ContentType is missing
     request_types: ClassVar[tuple[str, ...]] = (ct.CSV, ct.JSON, ct.JSONLINES, ct.RECORDIO)
     response_types: ClassVar[tuple[str, ...]] = (ct.JSON, ct.JSONLINES, ct.RECORDIO, ct.CSV)
     default_accept: ClassVar[str] = ct.JSON
-    envelope: ClassVar[str] = "predictions"            # the JSON response's top-level key
+    # How the writers lay out `predict`'s columns (the JSON envelope, number style); a model may set its own
+    # when it is loaded (XGBoost's, from its environment).
+    response_layout: ResponseLayout = DEFAULT_LAYOUT
     # An empty (or blank) request body: None answers the shared 400 after Content-Type and Accept are checked;
     # a status (XGBoost: 204, as its image does) answers that status with an empty body before anything else.
     empty_body_status: ClassVar[int | None] = None
     # NaN (an empty field) is a missing value the model handles (XGBoost, LightGBM, CatBoost), or an error
     # naming row and column; infinite values are an error either way (Batch.check_finite).
     handles_missing_values: ClassVar[bool] = False
-    # Framework (script) mode, for an image that also runs the user's own scripts (common/script_mode).
+    # Framework (script) mode, for an image that also runs the user's own scripts (common/script_mode):
+    # training runs the job's script when it names one, serving the model's inference module.
     script_mode: ClassVar[ScriptMode | None] = None
 
     @classmethod
     @abstractmethod
-    def train(cls, job: TrainingJob) -> Algorithm | None:
+    def train(cls, job: TrainingJob[H]) -> Algorithm | None:
         """Fit on the job's channels; the leader returns the model, other hosts None."""
 
     @abstractmethod
@@ -100,52 +108,19 @@ class Algorithm(ABC):
     def load(cls, model_dir: Path) -> Algorithm: ...
 
     @abstractmethod
-    def predict(self, batch: Batch, accept: MediaType) -> Columns:
+    def predict(self, batch: Batch, options: Options) -> Columns:
         """Named columns, one entry per row of `batch` (already checked non-empty and by `check_finite`)."""
 
-    def encode(self, columns: Columns, accept: MediaType) -> bytes:
-        """The response body for `predict`'s columns: the shared encoders, unless an image answers otherwise."""
-        from common.encoders import encode
+    def request_reader(self, media: MediaType) -> RequestReader:
+        """The reader for a request body of this content type: the shared one, unless a model reads its
+        own (CatBoost models trained on string categories keep the strings of a CSV request)."""
+        from common.data.registry import reader_for
 
-        return encode(columns, accept.name, self.envelope)
+        return reader_for(media, labelled=False)
 
     def warm_up(self) -> None:
         """Compile kernels and touch what the first request would, so it pays nothing extra."""
         return None
-
-    def respond(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str] | None:
-        """The whole response (body, Content-Type) when the model's own code parses and encodes requests
-        (XGBoost's user inference modules); None: the shared readers, `predict` and `encode` answer."""
-        return None
-
-    @classmethod
-    def run_user_script(cls, paths: Paths) -> int | None:
-        """Run the job's own training script instead when the job names one (script mode), before any
-        hyperparameter is checked: the exit code. None: train as declared."""
-        if cls.script_mode is None:
-            return None
-        from common.script_mode import training
-
-        return training.run_if_requested(paths, cls.script_mode)
-
-    @classmethod
-    def prepare_serving(cls, model_dir: Path) -> None:
-        """Once, in the server's parent process before workers fork: fetch or install what every worker
-        needs (script mode: the user's inference code and its requirements.txt)."""
-        if cls.script_mode is not None:
-            from common.script_mode import serving
-
-            serving.prepare(model_dir, cls.script_mode)
-
-    @classmethod
-    def user_module(cls, model_dir: Path) -> Algorithm | None:
-        """The user's inference module as the model when one is named (script mode): an image's `load`
-        returns it, if not None, before loading anything of its own."""
-        if cls.script_mode is None:
-            return None
-        from common.script_mode import serving
-
-        return serving.load(model_dir, cls.script_mode)
 
     @classmethod
     def warm_up_kernels(cls) -> None:

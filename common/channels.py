@@ -18,11 +18,11 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from common import content_types as ct
-from common.batch import Batch, concat
-from common.content_types import MediaType
+from common.data import content_types as ct
+from common.data.batch import Batch, concat
+from common.data.content_types import MediaType
+from common.data.registry import Reader, label_size_of, reader_for
 from common.errors import UserError, join_problems
-from common.readers import Reader, label_size_of, reader_for
 
 FILE, PIPE, FASTFILE = "File", "Pipe", "FastFile"
 REPLICATED, SHARDED = "FullyReplicated", "ShardedByS3Key"

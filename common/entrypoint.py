@@ -72,13 +72,24 @@ def _run(command: str, rest: list[str]) -> int:
     name = os.environ.get("ALGORITHM", "")
     paths = Paths.from_env()
     if command == "serve":
-        from common.server import limit_compute_threads, serve, server_settings
+        from common.serving.gunicorn import limit_compute_threads, serve, server_settings
 
         limit_compute_threads(server_settings()["compute_threads"])
         from common.algorithm import load_algorithm
+        from common.serving.models import multi_model_enabled
 
-        load_algorithm(name).prepare_serving(paths.model)  # fail here, clearly, rather than in every worker
-        logging.getLogger(__name__).info("Serving %s from %s", name, paths.model)
+        algorithm = load_algorithm(name)
+        multi_model = multi_model_enabled()
+        if algorithm.script_mode is not None:  # fetch and install the user's code once, failing clearly here
+            from common.script_mode import serving as script_serving
+
+            # A multi-model endpoint has no model yet: each one's code/ is its own, read when it loads.
+            if not multi_model or script_serving.locate(paths.model) is not None:
+                script_serving.prepare(paths.model, algorithm.script_mode)
+        if multi_model:
+            logging.getLogger(__name__).info("Serving %s models by name (multi-model endpoint)", name)
+        else:
+            logging.getLogger(__name__).info("Serving %s from %s", name, paths.model)
         serve(name, paths.model)
         return 0
     from common.algorithm import load_algorithm

@@ -36,6 +36,12 @@ class PayloadTooLarge(UserError):
     status = 413
 
 
+class NoContent(UserError):
+    """Answered with its status and an empty body (XGBoost's 204 for an empty request)."""
+
+    status = 204
+
+
 def join_problems(problems: list[str]) -> str:
     """One sentence per problem, in the order found."""
     return " ".join(p if p.endswith((".", "?")) else p + "." for p in problems)

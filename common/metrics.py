@@ -2,7 +2,7 @@
 
 Q1 `#quality_metric: host=<h>, <split> <metric> <kind>=<v>`, Q2 adds `epoch=<e>, `,
 T1 `#test_score (<h>) : ('<metric>', <v>)`, plus progress and throughput lines
-(spec contract §3.2). The regex of a definition is built from the template that prints it.
+(docs/contract.md, "Metric lines"). The regex of a definition is built from the template that prints it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Any, TextIO
+
+from common.progress import sig3
 
 LOSS, SCORE = "<loss>", "<score>"
 _VALUE = "(\\S+)"
@@ -112,11 +114,13 @@ class MetricsEmitter:
 
     def emit(self, definition: MetricDefinition, value: float, epoch: int | None = None) -> None:
         if not math.isfinite(value):
-            return  # the spec forbids nan/inf in metric lines
+            return  # never nan/inf in a metric line (docs/contract.md, "Metric lines")
         self._print(definition.line(self.host, value, epoch))
 
     def progress(self, percent: float) -> None:
-        self._print(PROGRESS_TEMPLATE.format(host=self.host, value=format_value(percent)))
+        """`completed 33.3 % of epochs`: one decimal."""
+        self._print(PROGRESS_TEMPLATE.format(host=self.host, value=f"{percent:.1f}"))
 
     def throughput(self, records_per_second: float) -> None:
-        self._print(THROUGHPUT_TEMPLATE.format(host=self.host, value=format_value(records_per_second)))
+        """`train throughput=98300 records/second`: 3 significant figures, plain notation."""
+        self._print(THROUGHPUT_TEMPLATE.format(host=self.host, value=sig3(records_per_second, separators=False)))

@@ -1,5 +1,5 @@
 """The JumpStart artifact's `__models_info__.json`, and incremental training from the `model` channel
-(spec lightgbm.md §1.5, catboost.md §1.5).
+(docs/images/lightgbm.md, "Continuing from a model").
 
 The channel holds one `*.tar.gz` (a previous job's model.tar.gz, or JumpStart's base artifact), or its
 extracted files when run locally. Training continues from it only when its `__models_info__.json` says

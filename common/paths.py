@@ -10,6 +10,8 @@ from typing import Any
 
 from common.errors import UserError
 
+FAILURE_LIMIT = 1024  # bytes of output/failure that SageMaker reports
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -54,6 +56,11 @@ class Paths:
     @property
     def failure(self) -> Path:
         return self.output / "failure"
+
+    def write_failure(self, message: str) -> None:
+        """The failure file SageMaker shows as the job's FailureReason (it keeps the first 1 KiB)."""
+        self.output.mkdir(parents=True, exist_ok=True)
+        self.failure.write_text(message[:FAILURE_LIMIT])
 
     @property
     def output_data(self) -> Path:

@@ -19,28 +19,32 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from common.paths import Paths
-
-if TYPE_CHECKING:
-    from common.checkpoints import Checkpoints
 
 log = logging.getLogger(__name__)
 EXIT_CODE = 128 + signal.SIGTERM
 GRACE_S = 1.5
-FAILURE_LIMIT = 1024
 
 
 class Stopped(BaseException):
     """SIGTERM arrived. A BaseException, so that an algorithm's `except Exception` lets it through."""
 
 
+class Noted(Protocol):
+    """What the failure message names of the job's checkpoints (common.checkpoints.Checkpoints)."""
+
+    last_path: Path | None
+    last_progress: str | None
+
+
 class _State:
     requested = False
     deferred = 0
     paths: Paths | None = None
-    checkpoints: Checkpoints | None = None
+    checkpoints: Noted | None = None
     on_stop: Callable[[], int] | None = None
     code: int | None = None
     lock = threading.Lock()
@@ -59,7 +63,7 @@ def install() -> None:
     threading.Thread(target=_watch, args=(read_fd,), name="sigterm-watcher", daemon=True).start()
 
 
-def register(paths: Paths, checkpoints: Checkpoints | None = None) -> None:
+def register(paths: Paths, checkpoints: Noted | None = None) -> None:
     """The job's files: where the failure file goes, and the checkpoints its message names."""
     _State.paths, _State.checkpoints, _State.on_stop = paths, checkpoints, None
 
@@ -125,8 +129,7 @@ def exit_now(code: int) -> None:
 def _write_failure() -> int:
     text, paths = message(), _State.paths or Paths.from_env()
     try:  # the file first: logging can block on a full stdout pipe
-        paths.output.mkdir(parents=True, exist_ok=True)
-        paths.failure.write_text(text[:FAILURE_LIMIT])
+        paths.write_failure(text)
     except OSError as exc:
         log.error("Could not write %s: %s", paths.failure, exc)
     log.error("%s", text)

@@ -10,7 +10,8 @@ from common import stopping
 from common.algorithm import Algorithm, TrainingJob
 from common.channels import DataChannel, parse_input_data_config
 from common.checkpoints import Checkpoints, data_files
-from common.distributed import Cluster, ClusterError, connect
+from common.cluster.collective import Cluster, ClusterError
+from common.cluster.connect import connect
 from common.errors import UserError
 from common.hyperparameters import parse_hyperparameters
 from common.metrics import MetricsEmitter
@@ -18,7 +19,6 @@ from common.paths import Paths, read_json_object
 
 log = logging.getLogger(__name__)
 
-FAILURE_LIMIT = 1024
 
 
 def prepare_job(algorithm: type[Algorithm], paths: Paths) -> tuple[object, dict[str, DataChannel], Cluster]:
@@ -49,13 +49,18 @@ def run_training(algorithm: type[Algorithm], paths: Paths) -> int:
     started = time.time()
     stopping.register(paths)
     try:
-        code = algorithm.run_user_script(paths)
-        if code is not None:
-            return code
+        if algorithm.script_mode is not None:
+            from common.script_mode import training as script_training
+
+            code = script_training.run_if_requested(paths, algorithm.script_mode)
+            if code is not None:
+                return code
         hyperparameters, channels, cluster = prepare_job(algorithm, paths)
         checkpoints = Checkpoints(paths.checkpoints, data=data_files(channels))
         stopping.register(paths, checkpoints)
         log.info("Final configuration: %s", hyperparameters)
+        if algorithm.metrics_note:
+            log.info("Metrics: %s", algorithm.metrics_note)
         metrics = MetricsEmitter(cluster.current_host)
         with connect(cluster) as collective:
             job = TrainingJob(
@@ -101,6 +106,5 @@ def peak_memory_mb() -> float:
 
 def _fail(paths: Paths, message: str, code: int) -> int:
     log.error("%s", message)
-    paths.output.mkdir(parents=True, exist_ok=True)
-    paths.failure.write_text(message[:FAILURE_LIMIT])
+    paths.write_failure(message)
     return code

@@ -2,7 +2,8 @@
 #   make image-kmeans          build sagemaker-kmeans:$(TAG) (and :latest, and :<version> per emulated version)
 #   make images                build every image
 #   make test-image-kmeans     build, then run tests/container for that image; test-images: all
-#   make push-kmeans           push to ECR: ACCOUNT (default: aws sts), REGION, TAG
+#   make push-kmeans           push to ECR: ACCOUNT (default: aws sts), REGION (default: AWS_REGION,
+#                              AWS_DEFAULT_REGION, aws configure), TAG; says what is missing first
 #   make run-train-kmeans OPT_ML=dir    docker run IMAGE train over a local /opt/ml folder
 #   make run-serve-kmeans OPT_ML=dir PORT=8080
 # ENGINE is docker when its daemon answers, otherwise podman. With no Docker daemon and no
@@ -10,11 +11,13 @@
 
 IMAGE_PREFIX ?= sagemaker-
 TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
-ACCOUNT ?= $(shell aws sts get-caller-identity --query Account --output text)
+REGION ?=
+ACCOUNT ?=
 OPT_ML ?= $(CURDIR)/build/opt_ml
 PORT ?= 8080
 BUILD_OPTS ?=
+# SageMaker's CPU instances are x86-64: an ARM host (Apple silicon, Graviton) builds under emulation.
+PLATFORM ?= linux/amd64
 # PIP_CERT (pip's own variable): a CA bundle handed to the build as a secret, never a layer.
 PIP_CERT ?=
 comma := ,
@@ -23,9 +26,9 @@ ifndef ENGINE
 # Decided on first use only, so targets that need no engine never ask the docker daemon.
 ENGINE = $(eval ENGINE := $(shell docker info >/dev/null 2>&1 && echo docker || echo podman))$(ENGINE)
 endif
-# podman on these machines runs with runc (design.md section 5); Docker needs nothing extra.
+# podman on these machines runs with runc; Docker needs nothing extra.
 ENGINE_CMD = $(ENGINE)$(if $(filter podman,$(ENGINE)), --runtime runc)
-IMAGE_BUILD_FLAGS = $(if $(filter podman,$(ENGINE)),--ignorefile docker/Dockerfile.dockerignore) \
+IMAGE_BUILD_FLAGS = --platform $(PLATFORM) $(if $(filter podman,$(ENGINE)),--ignorefile docker/Dockerfile.dockerignore) \
 	$(if $(PIP_CERT),--secret id=pip_cert$(comma)src=$(PIP_CERT)) $(BUILD_OPTS)
 IMAGE_NAMES = $(shell $(PY) docker/images.py names)
 
@@ -57,12 +60,15 @@ test-image-%: image-%
 test-images: images
 	$(call container_tests,$(IMAGE_NAMES))
 
-push-%: image-%
-	@set -e; registry=$(ACCOUNT).dkr.ecr.$(REGION).amazonaws.com; repo=$(IMAGE_PREFIX)$*; \
-	case $$registry in .*) echo "set ACCOUNT=<aws account id> or configure AWS credentials" >&2; exit 1;; esac; \
-	aws ecr get-login-password --region $(REGION) | $(ENGINE_CMD) login --username AWS --password-stdin $$registry; \
-	aws ecr describe-repositories --region $(REGION) --repository-names $$repo >/dev/null 2>&1 \
-		|| aws ecr create-repository --region $(REGION) --repository-name $$repo >/dev/null; \
+# What is missing (aws CLI, credentials, account, region) is said before anything is built.
+push-%: install
+	@set -e; target=$$(ACCOUNT="$(ACCOUNT)" REGION="$(REGION)" $(PY) docker/images.py push-target $*); \
+	registry=$${target% *}; region=$${target#* }; repo=$(IMAGE_PREFIX)$*; \
+	$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) image-$*; \
+	password=$$(aws ecr get-login-password --region $$region); \
+	printf '%s' "$$password" | $(ENGINE_CMD) login --username AWS --password-stdin $$registry; \
+	aws ecr describe-repositories --region $$region --repository-names $$repo >/dev/null 2>&1 \
+		|| aws ecr create-repository --region $$region --repository-name $$repo >/dev/null; \
 	$(ENGINE_CMD) tag $$repo:$(TAG) $$registry/$$repo:$(TAG); \
 	$(ENGINE_CMD) push $$registry/$$repo:$(TAG); \
 	echo "image_uri: $$registry/$$repo:$(TAG)"

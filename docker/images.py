@@ -4,6 +4,8 @@
     python docker/images.py build-args NAME     --build-arg BASE=... --build-arg ALGORITHM=... ...
     python docker/images.py versions NAME       the emulated versions, each tagged <prefix><NAME>:<version>
     python docker/images.py get NAME FIELD      one of: algorithm, base, requirements, system_packages, versions
+    python docker/images.py push-target NAME    "REGISTRY REGION" for make push-NAME (ACCOUNT, REGION from the
+                                                environment), or one sentence naming what is missing, exit 1
 
 An entry whose algorithm folder does not exist yet is skipped with a warning, so an image
 can be listed before its code lands without breaking every other target.
@@ -11,7 +13,10 @@ can be listed before its code lands without breaking every other target.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +76,47 @@ def _image(name: str) -> Image:
     return images[name]
 
 
+def push_target(name: str, account: str, region: str) -> tuple[str, str]:
+    """The ECR registry and region `make push-NAME` pushes to; SystemExit naming everything that is missing.
+
+    The credentials are checked, and the account found when not given, by `aws sts get-caller-identity`."""
+    _image(name)
+    missing = []
+    aws = shutil.which("aws")
+    if aws is None:
+        missing.append("the AWS CLI (`aws` is not on PATH)")
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or (
+        _aws_output(aws, "configure", "get", "region") if aws else "")
+    if aws:
+        identity = subprocess.run([aws, "sts", "get-caller-identity", "--query", "Account", "--output", "text",
+                                   *(["--region", region] if region else [])],
+                                  capture_output=True, text=True, timeout=120)
+        if identity.returncode != 0:
+            reason = (identity.stderr.strip().splitlines() or [f"exit status {identity.returncode}"])[-1]
+            missing.append(f"AWS credentials (aws sts get-caller-identity: {reason.rstrip('.')})")
+        account = account or identity.stdout.strip()
+    if not account:
+        missing.append("an account (ACCOUNT=123456789012, or credentials to look it up)")
+    elif not re.fullmatch(r"\d{12}", account):
+        missing.append(f"a 12-digit account id (ACCOUNT={account} is not one)")
+    if not region:
+        missing.append("a region (REGION=eu-west-1, AWS_REGION or `aws configure set region`)")
+    elif not re.fullmatch(r"[a-z]+(-[a-z]+)+-\d+", region):
+        missing.append(f"a region name like eu-west-1 (REGION={region} is not one)")
+    if missing:
+        raise SystemExit(f"make push-{name} cannot push: missing {_and(missing)}.")
+    return f"{account}.dkr.ecr.{region}.amazonaws.com", region
+
+
+def _aws_output(aws: str, *args: str) -> str:
+    result = subprocess.run([aws, *args], capture_output=True, text=True, timeout=60)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["names"] and len(argv) == 1:
         print(" ".join(load()))
@@ -82,6 +128,8 @@ def main(argv: list[str]) -> int:
     elif argv[:1] == ["get"] and len(argv) == 3 and argv[2] in FIELDS:
         value = getattr(_image(argv[1]), argv[2])
         print(" ".join(value) if isinstance(value, tuple) else value)
+    elif argv[:1] == ["push-target"] and len(argv) == 2:
+        print(" ".join(push_target(argv[1], os.environ.get("ACCOUNT", ""), os.environ.get("REGION", ""))))
     else:
         print(__doc__.strip(), file=sys.stderr)
         return 2

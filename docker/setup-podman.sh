@@ -1,5 +1,5 @@
 #!/bin/sh
-# Podman for machines with no Docker daemon (this one, CI); run as root. See design.md section 5.
+# Podman for machines with no Docker daemon (this one, CI); run as root.
 set -eu
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
     apt-get update -q

@@ -23,7 +23,7 @@ GUNICORN = ("gunicorn.app.base", "gunicorn.arbiter", "gunicorn.workers.gthread",
 
 def import_everything(packages: list[str]) -> int:
     """Imports each package's modules and GUNICORN; returns how many could not be imported
-    (e.g. common/tabular.py needs pyarrow, which only the tabular images carry)."""
+    (e.g. common/tabular/tables.py needs pyarrow, which only the tabular images carry)."""
     names = list(GUNICORN)
     for package in packages:
         module = importlib.import_module(package)
@@ -39,10 +39,11 @@ def import_everything(packages: list[str]) -> int:
 
 def main() -> int:
     start = time.monotonic()
-    from common import content_types as ct
     from common.algorithm import load_algorithm
-    from common.content_types import MediaType
-    from common.readers import reader_for, recordio
+    from common.data import content_types as ct
+    from common.data import recordio_reader as recordio
+    from common.data.content_types import MediaType
+    from common.data.registry import reader_for
 
     recordio.warm_up()
     reader_for(MediaType(ct.CSV)).parse(b"1,2.5,nan\n3,4e-1,-5\n")

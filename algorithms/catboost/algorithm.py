@@ -1,4 +1,4 @@
-"""The CatBoost image (spec catboost.md): one host, CatBoost's native model file, JumpStart's responses.
+"""The CatBoost image (docs/images/catboost.md): one host, CatBoost's native model file, JumpStart's responses.
 
 Training fits `CatBoostClassifier` (Logloss, or MultiClass for more than two classes) or
 `CatBoostRegressor` (RMSE) on the training pool with the validation pool as `eval_set`, early stopping
@@ -9,7 +9,7 @@ Categorical columns (categorical_index.json) may hold integers or strings in tra
 category by its text, and integral numbers are normalised to their integer text (`3.0` -> `3`), so a
 request's `3` finds training's `3` or `3.0`. Requests go through the shared numeric CSV reader, so
 a model trained on string categories reads its text/csv requests as training data is read
-(`common.tabular.request_rows`), so `red` finds training's `red`; other models use the shared numeric reader.
+(`common.tabular.tables.request_rows`), so `red` finds training's `red`; other models use the shared numeric reader.
 
 Artifacts (no pickle): `model` (CatBoost's native binary format, what the guide tells users to load)
 and `__models_info__.json`.
@@ -35,30 +35,33 @@ from algorithms.catboost.hyperparameters import (
     metric_problem,
 )
 from algorithms.catboost.snapshots import Snapshots
-from common import content_types as ct
 from common import stopping
 from common.algorithm import Algorithm, TrainingJob
-from common.batch import Batch
 from common.channels import FILE, ChannelSpec
 from common.checkpoints import job_state
 from common.constraints import MAX_THREADS
-from common.content_types import MediaType, negotiate_accept
-from common.encoders import Columns
+from common.data import content_types as ct
+from common.data.batch import Batch
+from common.data.columns import Columns
+from common.data.content_types import MediaType
+from common.data.registry import RequestReader
 from common.errors import UserError
 from common.metrics import MetricDefinition
 from common.model_channel import artifact_info, previous_model, read_info, write_info
+from common.progress import Progress
 from common.script_mode import ScriptMode
-from common.tabular import (
+from common.serving.request import Options
+from common.tabular.tables import (
     CLASSIFICATION,
+    JUMPSTART_LAYOUT,
     Table,
+    TextCategoryCsvReader,
     categorical_columns,
     count_columns,
     holdout,
     locate,
     problem_of,
     read_tables,
-    request_rows,
-    response_body,
 )
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,19 @@ class CatBoostMetric(MetricDefinition):
         return "bestTest = ([0-9\\.]+)"
 
 
+class _IterationProgress:
+    """A CatBoost callback counting iterations; a fit resumed from a snapshot counts from the snapshot's."""
+
+    def __init__(self, iterations: int) -> None:
+        self.progress = Progress("boosting", iterations, "iterations")
+
+    def after_iteration(self, info: Any) -> bool:
+        if self.progress.done == 0:
+            self.progress.start = self.progress.done = info.iteration - 1
+        self.progress.advance()
+        return True
+
+
 class _Flushing:
     """CatBoost's log stream: stdout, flushed per write, so metric lines are never held back."""
 
@@ -91,7 +107,7 @@ class _Flushing:
         sys.stdout.flush()
 
 
-class CatBoost(Algorithm):
+class CatBoost(Algorithm[CatBoostHyperparameters]):
     name = "catboost"
     Hyperparameters = CatBoostHyperparameters
     channels = (
@@ -101,10 +117,16 @@ class CatBoost(Algorithm):
         ChannelSpec("model", content_types=MODEL_CONTENT_TYPES, input_modes=(FILE,)),
     )
     metrics = tuple(CatBoostMetric(n, maximize=n in MAXIMIZE, tunable=True) for n in METRIC_NAMES)
+    metrics_note = ("on CatBoost's iteration lines learn: (when CatBoost computes it) is measured on the training "
+                    "rows and test: and best: on the validation rows (the validation channel, or the 20 % of the "
+                    "training rows held out when there is none); the final bestTest line, which every metric "
+                    "definition reads, is the best validation value of eval_metric, that of the iteration whose "
+                    "model is kept.")
     default_content_type = ct.CSV
-    request_types = (ct.CSV,)
-    response_types = (ct.JSON, ct.JSONLINES)
+    request_types = (ct.CSV, ct.JSON, ct.JSONLINES)
+    response_types = (ct.JSON, ct.JSONLINES, ct.CSV)
     default_accept = ct.JSON
+    response_layout = JUMPSTART_LAYOUT
     handles_missing_values = True
     script_mode = ScriptMode("CatBoost", model_fn=lambda model_dir: _native_model(Path(model_dir) / MODEL_FILE))
 
@@ -118,13 +140,13 @@ class CatBoost(Algorithm):
 
     # ---- training -------------------------------------------------------------------------
     @classmethod
-    def train(cls, job: TrainingJob) -> CatBoost | None:
+    def train(cls, job: TrainingJob[CatBoostHyperparameters]) -> CatBoost | None:
         import catboost
 
         if job.cluster.world_size > 1:
             raise UserError(f"CatBoost trains on one instance only (CPU), but this job has {job.cluster.world_size} "
                             f"hosts ({', '.join(job.cluster.hosts)}); set instance_count=1.")
-        hp: CatBoostHyperparameters = job.hyperparameters
+        hp = job.hyperparameters
         train, validation = _load(job)
         problem, num_classes = problem_of(np.concatenate([train.labels, validation.labels]), hp.problem_type)
         params = _params(hp, problem, num_classes)
@@ -153,9 +175,6 @@ class CatBoost(Algorithm):
 
     @classmethod
     def load(cls, model_dir: Path) -> Algorithm:
-        user_module = cls.user_module(model_dir)  # script mode: the user's inference module
-        if user_module is not None:
-            return user_module
         import catboost
 
         path = model_dir / MODEL_FILE
@@ -184,36 +203,26 @@ class CatBoost(Algorithm):
 
     # ---- inference --------------------------------------------------------------------------
     def warm_up(self) -> None:
-        self.predict(Batch(np.zeros((1, self.num_features), np.float32)), MediaType(ct.JSON, {"verbose": "true"}))
+        self.predict(Batch(np.zeros((1, self.num_features), np.float32)), Options(verbose=True))
 
-    def respond(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str] | None:
+    def request_reader(self, media: MediaType) -> RequestReader:
         """Models trained on string categories read text/csv requests themselves (strings kept)."""
-        if not self.info.get("string_categories") or not content_type or MediaType.parse(content_type).name != ct.CSV:
-            return None
-        default = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or self.default_accept
-        response_type = negotiate_accept(accept, self.response_types, default)
-        if not body.strip():
-            raise UserError("The request body is empty; send at least one row.")
-        columns = self._predict_rows(request_rows(body, self.num_features, self.categorical), response_type)
-        return self.encode(columns, response_type), response_type.name
+        if self.info.get("string_categories") and media.name == ct.CSV:
+            return TextCategoryCsvReader(self.num_features, self.categorical)
+        return super().request_reader(media)
 
-    def predict(self, batch: Batch, accept: MediaType) -> Columns:
+    def predict(self, batch: Batch, options: Options) -> Columns:
         batch.check_width(self.num_features, "the model's feature count")
-        return self._predict_rows(_with_categories(batch, self.categorical), accept)
-
-    def _predict_rows(self, rows: np.ndarray, accept: MediaType) -> Columns:
+        rows = batch.features if batch.features.dtype == object else _with_categories(batch, self.categorical)
         if self.problem_type != CLASSIFICATION:
             prediction = self.model.predict(rows, prediction_type="RawFormulaVal", thread_count=self.threads)
             return {"prediction": np.asarray(prediction, np.float64).reshape(len(rows))}
         probabilities = np.asarray(self.model.predict(rows, prediction_type="Probability",
                                                       thread_count=self.threads), np.float64)
         columns: Columns = {"probabilities": probabilities}
-        if accept.flag("verbose"):
+        if options.verbose:
             columns["predicted_label"] = np.argmax(probabilities, axis=1)
         return columns
-
-    def encode(self, columns: Columns, accept: MediaType) -> bytes:
-        return response_body(columns, jsonlines=accept.name == ct.JSONLINES)
 
 
 def _fit(model: Any, train: Table, validation: Table, init_model: str | None, snapshots: Snapshots) -> Any:
@@ -222,9 +231,12 @@ def _fit(model: Any, train: Table, validation: Table, init_model: str | None, sn
     import catboost
 
     def fit() -> Any:
+        progress = _IterationProgress(snapshots.iterations)
         with stopping.deferred():
-            return model.fit(_pool(train), eval_set=_pool(validation), use_best_model=True, log_cout=_Flushing(),
-                             log_cerr=_Flushing(), init_model=init_model, callbacks=[snapshots])
+            fitted = model.fit(_pool(train), eval_set=_pool(validation), use_best_model=True, log_cout=_Flushing(),
+                               log_cerr=_Flushing(), init_model=init_model, callbacks=[snapshots, progress])
+        progress.progress.finish()
+        return fitted
 
     try:
         return fit()
@@ -264,7 +276,7 @@ def _pool(table: Table) -> Any:
     return catboost.Pool(frame, table.labels, cat_features=list(table.categorical))
 
 
-def _load(job: TrainingJob) -> tuple[Table, Table]:
+def _load(job: TrainingJob[CatBoostHyperparameters]) -> tuple[Table, Table]:
     layout = locate(job.paths.data, set(job.channels))
     n_columns = count_columns(layout.train_files[0])
     categorical = categorical_columns(layout.categorical_json, n_columns)

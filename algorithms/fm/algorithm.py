@@ -1,4 +1,4 @@
-"""The factorization machines image: training, artifact, inference (spec fm.md).
+"""The factorization machines image: training, artifact, inference (docs/images/fm.md).
 
 Training reads recordIO-protobuf only (dense or sparse rows; float32, float64 and int32 tensors are
 all decoded to float32). Responses: `score` (ŷ for the regressor, σ(ŷ) for the classifier, float32)
@@ -17,14 +17,14 @@ import numpy as np
 from algorithms.fm import kernels, training
 from algorithms.fm.artifact import MODEL_FILE, read_artifact, write_artifact
 from algorithms.fm.hyperparameters import FMHyperparameters
-from common import content_types as ct
 from common.algorithm import Algorithm, TrainingJob
-from common.batch import Batch, Features
 from common.channels import SHARDED, ChannelSpec
-from common.content_types import MediaType
-from common.encoders import Columns
+from common.data import content_types as ct
+from common.data.batch import Batch, Features
+from common.data.columns import Columns
 from common.errors import UserError
 from common.metrics import MetricDefinition
+from common.serving.request import Options
 
 log = logging.getLogger(__name__)
 RECORDIO_ONLY = (ct.RECORDIO,)
@@ -32,7 +32,7 @@ CLASSIFIER_METRICS = ("binary_classification_accuracy", "binary_classification_c
 F_BETA_TOKEN = "binary_f_1.000"
 
 
-class FactorizationMachines(Algorithm):
+class FactorizationMachines(Algorithm[FMHyperparameters]):
     name = "fm"
     Hyperparameters = FMHyperparameters
     channels = (
@@ -47,6 +47,11 @@ class FactorizationMachines(Algorithm):
         MetricDefinition("train:rmse"),
         MetricDefinition("train:binary_classification_cross_entropy"),
     )
+    metrics_note = ("train:rmse (regressor) or train:binary_classification_cross_entropy (classifier), printed "
+                    "after every epoch, averages over that epoch's training rows (of every host) each row's loss "
+                    "under the parameters as they were just before the Adam step of its mini-batch: a running "
+                    "estimate while the model changes, not a re-scoring of the epoch's final model. The test:* "
+                    "metrics score the final model on the test channel once, after the last epoch.")
     request_types = (ct.JSON, ct.JSONLINES, ct.RECORDIO)
     response_types = (ct.JSON, ct.JSONLINES, ct.RECORDIO)
 
@@ -74,8 +79,8 @@ class FactorizationMachines(Algorithm):
 
     # ---- training -------------------------------------------------------------------------
     @classmethod
-    def train(cls, job: TrainingJob) -> FactorizationMachines | None:
-        hp: FMHyperparameters = job.hyperparameters
+    def train(cls, job: TrainingJob[FMHyperparameters]) -> FactorizationMachines | None:
+        hp = job.hyperparameters
         state, _ = training.fit(hp, job)
         meta = {"training_parameters": dataclasses.asdict(hp), "algorithm": "factorization-machines"}
         model = cls(state["w0"], state["w"], state["v"], hp.predictor_type, meta)
@@ -112,9 +117,9 @@ class FactorizationMachines(Algorithm):
         kernels.predict(rows.indptr, rows.indices, rows.data, state["w0"], state["w"], state["v"], np.zeros(2))
 
     def warm_up(self) -> None:
-        self.predict(Batch(np.zeros((1, self.feature_dim), np.float32)), MediaType(ct.JSON))
+        self.predict(Batch(np.zeros((1, self.feature_dim), np.float32)), Options())
 
-    def predict(self, batch: Batch, accept: MediaType) -> Columns:
+    def predict(self, batch: Batch, options: Options) -> Columns:
         batch.check_width(self.feature_dim, "the model's feature_dim")
         score = self.scores(batch.features)
         if not self.is_classifier:
@@ -155,7 +160,7 @@ def score_sums(model: FactorizationMachines, rows: training.Rows) -> np.ndarray:
                      float(np.sum(~predicted & positive))])
 
 
-def _score_test(model: FactorizationMachines, hp: FMHyperparameters, job: TrainingJob) -> None:
+def _score_test(model: FactorizationMachines, hp: FMHyperparameters, job: TrainingJob[FMHyperparameters]) -> None:
     """Test metrics of the final model; sharded test data is summed over hosts (all hold the same model)."""
     test = job.channels.get("test")
     if test is None:
@@ -185,7 +190,7 @@ def _score_test(model: FactorizationMachines, hp: FMHyperparameters, job: Traini
         _emit_test(job, f"test:{name}", token, float(value))
 
 
-def _emit_test(job: TrainingJob, name: str, token: str, value: float) -> None:
+def _emit_test(job: TrainingJob[FMHyperparameters], name: str, token: str, value: float) -> None:
     """The first-party `#test_score` line, then the `#quality_metric` line the published regex reads."""
     job.metrics.emit(MetricDefinition(f"test:{token}", style="test_score"), value)
     job.emit(name, value)

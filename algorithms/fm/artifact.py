@@ -1,4 +1,4 @@
-"""`model_algo-1`: a zip of `symbol.json`, `params` (MXNet NDArray file) and `meta.json` (spec fm.md §1.5).
+"""`model_algo-1`: a zip of `symbol.json`, `params` (MXNet NDArray file) and `meta.json` (docs/images/fm.md).
 
 `params` holds, as `Module.save_checkpoint` names them, `arg:w0_weight` (1,), `arg:w1_weight` (d, 1) and
 `arg:v` (d, k), float32. Users rename the files to `model-symbol.json` / `model-0000.params` and call
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from common.data.ndarray_file import dump_ndarrays, load_ndarrays
 from common.errors import UserError
-from common.ndarray_file import dump_ndarrays, load_ndarrays
 
 MODEL_FILE = "model_algo-1"
 MXNET_VERSION = 10901

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from common.distributed import Collective
+from common.cluster.collective import Collective
 
 PARAMETERS = ("w0", "w", "v")
 MOMENTS = ("m0", "s0", "mw", "sw", "mv", "sv")

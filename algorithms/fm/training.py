@@ -20,9 +20,10 @@ from algorithms.fm import kernels
 from algorithms.fm.hosts import HostSync, chunks, round_steps
 from algorithms.fm.hyperparameters import FMHyperparameters
 from common.algorithm import TrainingJob
-from common.batch import Batch
 from common.channels import PIPE, DataChannel
+from common.data.batch import Batch
 from common.errors import UserError
+from common.progress import Progress
 
 log = logging.getLogger(__name__)
 SEED = 0
@@ -171,10 +172,12 @@ def fit(hp: FMHyperparameters, job: TrainingJob) -> tuple[dict[str, np.ndarray],
     cache: list[Rows] | None = [] if train.config.input_mode != PIPE else None
     cache_limit = CACHE_FRACTION * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     rows_read, cached_bytes, started = 0, 0, time.perf_counter()
+    epochs, rows_per_epoch = Progress("training", hp.epochs, "epochs", start=start_epoch), None
     for epoch in range(start_epoch, hp.epochs):
         cached = cache is not None and epoch > start_epoch
         blocks = iter(cache) if cached else channel_rows(train, hp, epoch - start_epoch)
         rows, loss = 0, 0.0
+        epoch_rows = Progress(f"epoch {epoch + 1}/{hp.epochs}", rows_per_epoch)
         for block in blocks:
             if sync is None:
                 loss += trainer.train(block)
@@ -183,6 +186,7 @@ def fit(hp: FMHyperparameters, job: TrainingJob) -> tuple[dict[str, np.ndarray],
                     loss += trainer.train(block, lo, hi)
                     sync.combine(True)
             rows += len(block)
+            epoch_rows.advance(len(block))
             if cache is not None and not cached:
                 cache.append(block)
                 cached_bytes += block.nbytes
@@ -196,11 +200,14 @@ def fit(hp: FMHyperparameters, job: TrainingJob) -> tuple[dict[str, np.ndarray],
             totals = collective.allreduce_sum(totals)
         if totals[0] == 0:
             raise UserError("The train channel holds no data rows.")
+        epoch_rows.finish()
+        rows_per_epoch = rows
         if job.cluster.is_leader:
             _emit_train(job, hp, epoch, totals)
         job.checkpoints.save(epoch, state, {"epoch": epoch, "step": int(trainer.step[0]), "state": shape},
                              progress=f"epoch {epoch + 1} of {hp.epochs}")
         job.metrics.progress(100.0 * (epoch + 1) / hp.epochs)
+        epochs.advance()
     job.metrics.throughput(rows_read / max(time.perf_counter() - started, 1e-9))
     return state, rows_read
 

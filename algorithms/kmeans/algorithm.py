@@ -1,4 +1,4 @@
-"""The k-means image: training loop, artifact, inference (spec kmeans.md)."""
+"""The k-means image: training loop, artifact, inference (docs/images/kmeans.md)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,17 @@ import numpy as np
 from algorithms.kmeans import kernels
 from algorithms.kmeans.hyperparameters import KMeansHyperparameters
 from algorithms.kmeans.reduction import reduce_centers
-from common import content_types as ct
+from algorithms.kmeans.refinement import Refinement
+from algorithms.kmeans.sample import sample_capacity
 from common.algorithm import Algorithm, TrainingJob
-from common.batch import Batch
 from common.channels import ChannelSpec, DataChannel
-from common.content_types import MediaType
-from common.encoders import Columns
+from common.data.batch import Batch
+from common.data.columns import Columns
+from common.data.ndarray_file import load_ndarrays, save_ndarrays
 from common.errors import UserError
 from common.metrics import MetricDefinition
-from common.ndarray_file import load_ndarrays, save_ndarrays
+from common.progress import Progress
+from common.serving.request import Options
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "model_algo-1"
@@ -28,7 +30,7 @@ SEED = 0
 SMALL_REQUEST = 4096  # rows x centres below which direct loops beat the BLAS route
 
 
-class KMeans(Algorithm):
+class KMeans(Algorithm[KMeansHyperparameters]):
     name = "kmeans"
     Hyperparameters = KMeansHyperparameters
     channels = (
@@ -40,6 +42,11 @@ class KMeans(Algorithm):
         MetricDefinition("test:ssd", tunable=True),
         MetricDefinition("train:msd"),
     )
+    metrics_note = ("train:msd is not measured on training rows: it is the weighted mean squared distance from the "
+                    "k x extra_center_factor centres the mini-batch epochs found (each weighted by the training rows "
+                    "it absorbed) to the final k centres, printed when those extra centres are reduced to k. "
+                    "test:msd and test:ssd are the mean and the sum of the squared distances from each row of the "
+                    "test channel to its nearest final centre, measured once after training.")
 
     def __init__(self, centers: np.ndarray) -> None:
         self.centers = np.ascontiguousarray(centers, dtype=np.float32)
@@ -51,17 +58,20 @@ class KMeans(Algorithm):
 
     # ---- training -------------------------------------------------------------------------
     @classmethod
-    def train(cls, job: TrainingJob) -> KMeans | None:
-        hp: KMeansHyperparameters = job.hyperparameters
+    def train(cls, job: TrainingJob[KMeansHyperparameters]) -> KMeans | None:
+        hp = job.hyperparameters
         train = job.channels["train"]
         started = time.perf_counter()
-        centers, counts, rows_seen = _fit_minibatch(hp, train, job)
+        centers, counts, rows_seen, refinement = _fit_minibatch(hp, train, job)
         elapsed = time.perf_counter() - started
         job.metrics.throughput(rows_seen / max(elapsed, 1e-9))
         if not job.cluster.is_leader:
             _score_test(None, hp, job)
             return None
-        if len(centers) > hp.k:
+        if refinement.best is not None:
+            final = refinement.best
+            job.emit("train:msd", refinement.best_msd)
+        elif len(centers) > hp.k:
             log.info("shrinking %d centers into %d", len(centers), hp.k)
             final, train_msd = reduce_centers(centers, counts, hp, np.random.default_rng(SEED))
             job.emit("train:msd", train_msd)
@@ -91,7 +101,7 @@ class KMeans(Algorithm):
 
     # ---- inference --------------------------------------------------------------------------
     def warm_up(self) -> None:
-        self.predict(Batch(np.zeros((1, self.feature_dim), np.float32)), MediaType(ct.JSON))
+        self.predict(Batch(np.zeros((1, self.feature_dim), np.float32)), Options())
         kernels.assign(np.zeros((1, self.feature_dim), np.float32), self.centers, self.center_norms)
 
     @classmethod
@@ -101,7 +111,7 @@ class KMeans(Algorithm):
         kernels.minibatch_update(x, labels, x.astype(np.float64), np.zeros(2), 1.0)
         kernels.nearest_small(x, x)
 
-    def predict(self, batch: Batch, accept: MediaType) -> Columns:
+    def predict(self, batch: Batch, options: Options) -> Columns:
         batch.check_width(self.feature_dim, "the model's feature_dim")
         x = batch.dense()
         if len(x) * len(self.centers) <= SMALL_REQUEST:
@@ -114,42 +124,52 @@ class KMeans(Algorithm):
         }
 
 
-def _fit_minibatch(hp: KMeansHyperparameters, train: DataChannel, job: TrainingJob
-                   ) -> tuple[np.ndarray, np.ndarray, int]:
+def _fit_minibatch(hp: KMeansHyperparameters, train: DataChannel, job: TrainingJob[KMeansHyperparameters]
+                   ) -> tuple[np.ndarray, np.ndarray, int, Refinement]:
     """Mini-batch passes over the local shard, synchronised across hosts after every epoch."""
     collective = job.collective
     rng = np.random.default_rng(SEED)
     wanted = hp.k * hp.center_factor
     decay_per_row = 0.5 ** (1.0 / hp.half_life_time_size) if hp.half_life_time_size else 1.0
-    state = [wanted, hp.feature_dim, hp.epochs]
+    state = [wanted, hp.feature_dim, hp.epochs, sample_capacity(hp.feature_dim)]
     resumed = job.checkpoints.latest(state)
     start_epoch = 0
     if resumed:
         centers, counts = resumed[0]["centers"], resumed[0]["counts"]
         start_epoch = int(resumed[1]["epoch"]) + 1
         log.info("Resuming from the checkpoint after epoch %d.", start_epoch - 1)
+    refinement = Refinement(hp, collective, SEED, resumed[0] if resumed else None)
     rows_seen = 0
+    epochs, rows_per_epoch = Progress("training", hp.epochs, "epochs", start=start_epoch), None
     for epoch in range(start_epoch, hp.epochs):
+        rows = Progress(f"epoch {epoch + 1}/{hp.epochs}", rows_per_epoch)
         # Pipe mode numbers FIFOs from 0 in every run, so a resumed job reads pass 0 first.
         batches = _dense_batches(train, hp, epoch - start_epoch)
         if epoch == start_epoch and not resumed:
             pool, batches = _initial_pool(batches, wanted)
             centers = _initial_centers(pool, hp, wanted, rng, job)
             counts = np.zeros(len(centers))
+            refinement.collect()
         synced_centers, base = centers.copy(), counts.copy()
         for x in batches:
             centers32 = centers.astype(np.float32)
             labels, _ = kernels.assign(x, centers32)
             decay = decay_per_row ** len(x)
             kernels.minibatch_update(x, labels, centers, counts, decay)
+            refinement.offer(x)
             base *= decay
             rows_seen += len(x)
+            rows.advance(len(x))
         if collective.world_size > 1:
             centers, counts = _combine_hosts(collective, synced_centers, base, centers, counts)
-        job.checkpoints.save(epoch, {"centers": centers, "counts": counts}, {"epoch": epoch, "state": state},
-                             progress=f"epoch {epoch + 1} of {hp.epochs}")
+        rows.finish()
+        rows_per_epoch = rows.done
+        refinement.end_epoch(centers, counts, epoch)
+        job.checkpoints.save(epoch, {"centers": centers, "counts": counts, **refinement.arrays()},
+                             {"epoch": epoch, "state": state}, progress=f"epoch {epoch + 1} of {hp.epochs}")
         job.metrics.progress(100.0 * (epoch + 1) / hp.epochs)
-    return centers, counts, rows_seen
+        epochs.advance()
+    return centers, counts, rows_seen, refinement
 
 
 def _dense_batches(train: DataChannel, hp: KMeansHyperparameters, epoch: int) -> Iterator[np.ndarray]:
@@ -175,7 +195,7 @@ def _initial_pool(batches: Iterator[np.ndarray], wanted: int) -> tuple[np.ndarra
 
 
 def _initial_centers(pool: np.ndarray, hp: KMeansHyperparameters, wanted: int,
-                     rng: np.random.Generator, job: TrainingJob) -> np.ndarray:
+                     rng: np.random.Generator, job: TrainingJob[KMeansHyperparameters]) -> np.ndarray:
     collective = job.collective
     pools = collective.allgather(pool) if collective.world_size > 1 else [pool]
     candidates = np.concatenate([p for p in pools if len(p)]) if any(len(p) for p in pools) else pool
@@ -214,7 +234,7 @@ def _combine_hosts(collective, synced: np.ndarray, base: np.ndarray, centers: np
     return merged, merged_counts
 
 
-def _score_test(model: KMeans | None, hp: KMeansHyperparameters, job: TrainingJob) -> None:
+def _score_test(model: KMeans | None, hp: KMeansHyperparameters, job: TrainingJob[KMeansHyperparameters]) -> None:
     """test:msd / test:ssd on the final centres; sharded test data is summed over hosts."""
     test, sharded = job.test_channel()
     if test is None:

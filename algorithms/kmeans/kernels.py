@@ -1,4 +1,9 @@
-"""k-means building blocks: assignment, the mini-batch centre update, seeding and weighted Lloyd."""
+"""k-means building blocks: assignment, the mini-batch centre update, seeding and weighted Lloyd.
+
+Every numba kernel checks the shapes it indexes with and each label against the number of centres
+before using it (numba does not bounds-check), so a bad input raises instead of reading or writing
+past an array.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +29,12 @@ def assign(x: np.ndarray, centers: np.ndarray, center_norms: np.ndarray | None =
 
 @numba.njit(cache=True, nogil=True)
 def _squared_distance_to(x, centers, labels, out):
+    if centers.shape[1] != x.shape[1] or labels.shape[0] != x.shape[0] or out.shape[0] != x.shape[0]:
+        raise ValueError("_squared_distance_to: centers, labels or out do not fit x")
     for i in range(x.shape[0]):
         c = labels[i]
+        if c < 0 or c >= centers.shape[0]:
+            raise IndexError("_squared_distance_to: a label is not the index of a centre")
         total = 0.0
         for j in range(x.shape[1]):
             diff = np.float64(x[i, j]) - centers[c, j]
@@ -40,6 +49,8 @@ def nearest_small(x, centers):
     For small requests (rows x centres in the thousands) this one call is several times
     faster than the BLAS route's half-dozen numpy calls; ties go to the lowest index."""
     n, k = x.shape[0], centers.shape[0]
+    if centers.shape[1] != x.shape[1]:
+        raise ValueError("nearest_small: centers and x differ in width")
     labels = np.empty(n, np.float32)
     distances = np.empty(n, np.float32)
     for i in range(n):
@@ -70,10 +81,14 @@ def minibatch_update(x, labels, centers, counts, decay):
     centers is float64 (K, d); counts float64 (K,); both updated in place.
     """
     k, d = centers.shape
+    if x.shape[1] != d or labels.shape[0] != x.shape[0] or counts.shape[0] != k:
+        raise ValueError("minibatch_update: x, labels or counts do not fit centers")
     sums = np.zeros((k, d))
     new = np.zeros(k)
     for i in range(x.shape[0]):
         c = labels[i]
+        if c < 0 or c >= k:
+            raise IndexError("minibatch_update: a label is not the index of a centre")
         new[c] += 1.0
         for j in range(d):
             sums[c, j] += x[i, j]
@@ -85,6 +100,25 @@ def minibatch_update(x, labels, centers, counts, decay):
         for j in range(d):
             centers[c, j] += (sums[c, j] - new[c] * centers[c, j]) / total
         counts[c] = total
+
+
+@numba.njit(cache=True, nogil=True)
+def cluster_sums(x, labels, weights, k):
+    """Per centre 0..k-1: the weighted sum of the rows labelled with it, and their total weight."""
+    n, d = x.shape
+    if labels.shape[0] != n or weights.shape[0] != n:
+        raise ValueError("cluster_sums: labels and weights need one entry per row of x")
+    sums = np.zeros((k, d))
+    mass = np.zeros(k)
+    for i in range(n):
+        c = labels[i]
+        if c < 0 or c >= k:
+            raise IndexError("cluster_sums: a label is not the index of a centre")
+        w = weights[i]
+        mass[c] += w
+        for j in range(d):
+            sums[c, j] += w * x[i, j]
+    return sums, mass
 
 
 def kmeans_plus_plus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -109,22 +143,20 @@ def weighted_lloyd(points: np.ndarray, weights: np.ndarray, centers: np.ndarray,
                    tol: float) -> tuple[np.ndarray, float]:
     """Lloyd's algorithm on weighted points; stops when the loss improves by <= tol (relative).
 
-    Returns the centres and the weighted mean squared distance.
+    Returns the centres (float64) and the weighted mean squared distance. Distances are found in
+    the points' precision (float32 rows keep their faster BLAS route); sums and centres are float64.
     """
     centers = centers.astype(np.float64, copy=True)
     previous = np.inf
     total_weight = weights.sum()
-    loss = np.inf
     for _ in range(max_iter):
-        labels, distances = assign(points, centers)
+        labels, distances = assign(points, centers.astype(points.dtype))
         loss = float(weights @ distances) / total_weight
-        mass = np.bincount(labels, weights=weights, minlength=len(centers))
-        sums = np.zeros_like(centers)
-        np.add.at(sums, labels, points * weights[:, None])
+        sums, mass = cluster_sums(points, labels, weights, len(centers))
         filled = mass > 0
         centers[filled] = sums[filled] / mass[filled, None]
         if loss == 0.0 or (np.isfinite(previous) and previous - loss <= tol * previous):
             break
         previous = loss
-    labels, distances = assign(points, centers)
+    labels, distances = assign(points, centers.astype(points.dtype))
     return centers, float(weights @ distances) / total_weight

@@ -1,4 +1,4 @@
-"""The k-NN image: sampling, index build, artifact, inference (spec knn.md).
+"""The k-NN image: sampling, index build, artifact, inference (docs/images/knn.md).
 
 Training: every host reservoir-samples its share of `sample_size` from its train channel in one
 pass; the samples go to the first host (`job.collective.gather`), which projects them (optional
@@ -20,7 +20,7 @@ its page cache whatever SAGEMAKER_MODEL_SERVER_WORKERS is; a worker's private me
 IVF centroids and PQ tables. Measured with a 100 MB Flat index: RssAnon 20 MB per worker with the
 flag, 118 MB without. The alternative, one worker whose FAISS threads use every core, would also
 hold one copy but serialises the Python part of concurrent requests in one process; with mmap the
-default layout (one worker per core, one FAISS/OpenMP thread each, set by common.server) keeps both
+default layout (one worker per core, one FAISS/OpenMP thread each, set by common.serving.gunicorn) keeps both
 the memory and the parallelism. For one huge batch request at a time, `SAGEMAKER_MODEL_SERVER_WORKERS=1`
 gives that request every core through FAISS's OpenMP threads, still with one mapped copy.
 """
@@ -39,14 +39,13 @@ from algorithms.knn.artifact import ModelMeta
 from algorithms.knn.hyperparameters import COSINE, IVFPQ, KnnHyperparameters
 from algorithms.knn.reduction import SEED, Reduction, Transform
 from algorithms.knn.training import gather_samples, score_test
-from common import content_types as ct
 from common.algorithm import Algorithm, TrainingJob
-from common.batch import Batch
 from common.channels import ChannelSpec
-from common.content_types import MediaType
-from common.encoders import Columns
+from common.data.batch import Batch
+from common.data.columns import Columns
 from common.errors import UserError
 from common.metrics import MetricDefinition
+from common.serving.request import Options
 
 if TYPE_CHECKING:
     import faiss
@@ -54,7 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Knn(Algorithm):
+class Knn(Algorithm[KnnHyperparameters]):
     name = "knn"
     Hyperparameters = KnnHyperparameters
     channels = (
@@ -66,6 +65,10 @@ class Knn(Algorithm):
         MetricDefinition("test:accuracy", maximize=True, tunable=True),
         MetricDefinition("test:mse", tunable=True),
     )
+    metrics_note = ("no train metric is printed. test:accuracy (classifier) or test:mse (regressor) compares the "
+                    "test channel's labels with what the built index predicts for its rows (the most common, or "
+                    "the mean, label of their k nearest sampled training rows), measured once after the index is "
+                    "built.")
 
     def __init__(self, faiss_index: faiss.Index, labels: np.ndarray, row_ids: np.ndarray, meta: ModelMeta) -> None:
         self.index = faiss_index
@@ -81,8 +84,8 @@ class Knn(Algorithm):
 
     # ---- training -------------------------------------------------------------------------
     @classmethod
-    def train(cls, job: TrainingJob) -> Knn | None:
-        hp: KnnHyperparameters = job.hyperparameters
+    def train(cls, job: TrainingJob[KnnHyperparameters]) -> Knn | None:
+        hp = job.hyperparameters
         sample = gather_samples(job, hp)
         model = None
         if sample is not None:
@@ -148,7 +151,7 @@ class Knn(Algorithm):
     # ---- inference --------------------------------------------------------------------------
     def warm_up(self) -> None:
         vote.warm_up()
-        self.predict(Batch(np.zeros((1, self.feature_dim), np.float32)), MediaType(ct.JSON, {"verbose": "true"}))
+        self.predict(Batch(np.zeros((1, self.feature_dim), np.float32)), Options(verbose=True))
 
     def neighbors(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distances and index ids (n, k) of the nearest stored points, best first."""
@@ -164,14 +167,14 @@ class Knn(Algorithm):
             predicted = vote.mean_label(labels)
         return predicted, labels, distances, ids
 
-    def predict(self, batch: Batch, accept: MediaType) -> Columns:
+    def predict(self, batch: Batch, options: Options) -> Columns:
         batch.check_width(self.feature_dim, "the model's feature_dim")
         predicted, labels, distances, ids = self.predict_labels(batch.dense())
         columns: Columns = {"predicted_label": predicted}
-        if accept.flag("verbose"):
+        if options.verbose:
             columns["distances"] = distances
             columns["labels"] = labels
-        if accept.flag("neighbor_ids"):
+        if options.neighbor_ids:
             columns["neighbor_ids"] = np.asarray(self.row_ids)[ids].astype(np.float64)
         return columns
 

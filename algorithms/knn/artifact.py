@@ -1,4 +1,4 @@
-"""The model files (spec knn.md §1.4) and the metadata a user may edit.
+"""The model files (docs/images/knn.md, "Model artifact") and the metadata a user may edit.
 
 model_algo-1         the FAISS index (faiss.write_index)
 model_algo-1.labels  one little-endian float32 label per indexed vector, in index-id order

@@ -1,9 +1,9 @@
 """The FAISS side: which index to build (factory string and its resolved parameters), build, search, files.
 
-Resolved choices (spec knn.md §1.2, §2; all recorded in the model's metadata):
+Resolved choices (docs/images/knn.md, "Index"; all recorded in the model's metadata):
 - `faiss_index_ivf_nlists=auto` is round(sqrt(sample_size)), and never more than the points sampled.
 - `faiss_index_pq_m` absent: the largest allowed value dividing the dimension with at least 4 dimensions per
-  sub-quantizer (the spec's "largest divisor" would give 1-dimensional sub-vectors at 64 dimensions, and
+  sub-quantizer (the plain "largest divisor" would give 1-dimensional sub-vectors at 64 dimensions, and
   FAISS's PQ training time grows with m: 64 sub-quantizers took 6x as long as 16 for a worse-compressed index).
 - PQ codes have 8 bits, fewer only when fewer than 256 points were sampled (FAISS needs 2^bits points).
 - PQ is built without polysemous training (`np`): index_factory's default reorders the codes for Hamming
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ import numpy as np
 
 from algorithms.knn.hyperparameters import FLAT, IVFFLAT, IVFPQ, L2, PQ_M_VALUES, KnnHyperparameters
 from common.errors import UserError
+from common.progress import Progress, duration
 
 if TYPE_CHECKING:
     import faiss
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_SUBVECTOR_DIM = 4
+ADD_SLICE = 1 << 15  # vectors per index.add call, so that progress is logged between calls
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def default_pq_m(dim: int) -> int:
 
 
 def pq_dimension(hp: KnnHyperparameters) -> tuple[int, int]:
-    """(pq_m, dimension FAISS indexes): raised to a multiple of pq_m when it is not one (guide p.87)."""
+    """(pq_m, dimension FAISS indexes): raised to a multiple of pq_m when it is not one, as AWS's guide describes."""
     dim = hp.reduction_target or hp.feature_dim
     m = hp.faiss_index_pq_m or default_pq_m(dim)
     if hp.faiss_index_pq_m is None:
@@ -137,8 +140,16 @@ def build(vectors: np.ndarray, plan: IndexPlan) -> faiss.Index:
 
     index = faiss.index_factory(plan.dim, plan.factory, plan.faiss_metric)
     if not index.is_trained:
+        started = time.perf_counter()
         index.train(vectors)
-    index.add(vectors)
+        log.info("Trained the %s index's quantizers on %s vectors in %s.", plan.factory, f"{len(vectors):,}",
+                 duration(time.perf_counter() - started))
+    # FAISS adds in slices of this size itself, so adding slice by slice builds the same index.
+    progress = Progress("adding vectors to the index", len(vectors), "vectors")
+    for start in range(0, len(vectors), ADD_SLICE):
+        part = vectors[start:start + ADD_SLICE]
+        index.add(part)
+        progress.advance(len(part))
     return index
 
 

@@ -1,4 +1,4 @@
-"""Uniform reservoir sampling in one streaming pass (spec knn.md §1.2 stage 1).
+"""Uniform reservoir sampling in one streaming pass (docs/images/knn.md, "Training").
 
 Algorithm R, vectorised per batch: the i-th row seen (0-based) replaces slot j ~ U{0..i} when
 j < capacity. The random draws do not depend on the reservoir's contents, so applying a whole
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.batch import Batch
+from common.data.batch import Batch
 
 
 def host_share(sample_size: int, rank: int, world_size: int) -> int:

@@ -13,19 +13,20 @@ from algorithms.knn.artifact import meta_from_dict
 from algorithms.knn.hyperparameters import KnnHyperparameters
 from algorithms.knn.sampling import Reservoir, host_share
 from algorithms.knn.vote import as_written
-from common import content_types as ct
 from common import stopping
 from common.algorithm import TrainingJob
-from common.batch import Batch
 from common.channels import SHARDED, DataChannel
 from common.checkpoints import Checkpoints, job_state
+from common.data import content_types as ct
+from common.data.batch import Batch
 from common.errors import UserError
 from common.metrics import MetricDefinition
+from common.progress import Progress
 
 log = logging.getLogger(__name__)
 
 SAMPLING_SEED = 0
-# The form the guide documents (guide p.94); the #quality_metric form is the published definition.
+# The form AWS's guide documents (docs/images/knn.md, "Metrics"); the #quality_metric form is the published definition.
 TEST_SCORE_LINES = {
     "accuracy": MetricDefinition("test:accuracy", maximize=True, style="test_score"),
     "mse": MetricDefinition("test:mse", style="test_score"),
@@ -85,7 +86,7 @@ def sample_host(channel: DataChannel, hp: KnnHyperparameters, rank: int, world_s
                              {"rows": rows, "complete": complete, "reservoir": reservoir.counters(), "state": state},
                              progress=f"sampling {rows} rows" + (", the whole train channel" if complete else ""))
 
-    position = 0
+    position, progress = 0, Progress("sampling the train channel", start=rows)
     with stopping.deferred():  # SIGTERM: checkpoint after the batch, then stop
         for batch in channel.batches(hp.mini_batch_size, 0, hp.feature_dim):
             position += len(batch)
@@ -94,6 +95,7 @@ def sample_host(channel: DataChannel, hp: KnnHyperparameters, rank: int, world_s
             labels = labels_of(batch)
             row_ids = np.arange(rows, rows + len(batch), dtype=np.int64)
             rows += len(batch)
+            progress.advance(len(batch))
             if stride > 1:
                 mine = np.flatnonzero(row_ids % stride == rank)
                 batch = Batch(batch.features[mine], None, batch.first_row, batch.source)
@@ -103,6 +105,7 @@ def sample_host(channel: DataChannel, hp: KnnHyperparameters, rank: int, world_s
             if checkpoints is not None and checkpoints.due():
                 save(complete=False)
             stopping.check()
+    progress.finish()
     save(complete=True)
     return reservoir.result(hp.feature_dim), rows
 

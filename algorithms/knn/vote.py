@@ -1,4 +1,4 @@
-"""From the k neighbours' labels to a prediction (spec knn.md §1.3).
+"""From the k neighbours' labels to a prediction (docs/images/knn.md, "Prediction").
 
 Classifier: the label occurring most often; among tied labels the one that occurs first in the
 nearest-first list (i.e. the nearest of the tied labels). Regressor: the mean of the k labels.

@@ -1,4 +1,4 @@
-"""The LightGBM image (spec lightgbm.md): JumpStart's training pipeline and responses, native artifacts.
+"""The LightGBM image (docs/images/lightgbm.md): JumpStart's training pipeline and responses, native artifacts.
 
 Training follows the observed `train.py`: `lgb.train(params, train, num_boost_round,
 valid_sets=[val, train], valid_names=["val", "train"])` with `log_evaluation(1)` and
@@ -8,7 +8,7 @@ training first) that the guide's regexes (`rmse: ([0-9\\.]+)`) read.
 Artifacts (no pickle): `model.txt`, LightGBM's native text model (best iteration only), and
 `__models_info__.json` (`is_trained_on_input_data` plus what serving needs).
 
-Responses (spec §4.3): JSON `{"probabilities-1d": ..., "probabilities": ..., "predicted_label": ...}`
+Responses (docs/images/lightgbm.md): JSON `{"probabilities-1d": ..., "probabilities": ..., "predicted_label": ...}`
 (`predicted_label` with `;verbose`), `{"prediction": [...]}` for regression; JSON Lines: the same keys,
 one object per row.
 """
@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +34,23 @@ from algorithms.lightgbm.hyperparameters import (
     REGRESSION_METRICS,
     LightGBMHyperparameters,
 )
-from common import content_types as ct
 from common import stopping
 from common.algorithm import Algorithm, TrainingJob
-from common.batch import Batch
 from common.channels import FILE, ChannelSpec
 from common.checkpoints import job_state
-from common.content_types import MediaType
-from common.encoders import Columns
+from common.data import content_types as ct
+from common.data.batch import Batch
+from common.data.columns import Columns
 from common.errors import UserError
 from common.imports import without
 from common.metrics import MetricDefinition
 from common.model_channel import artifact_info, previous_model, read_info, write_info
+from common.progress import Progress
 from common.script_mode import ScriptMode
-from common.tabular import (
+from common.serving.request import Options
+from common.tabular.tables import (
     CLASSIFICATION,
+    JUMPSTART_LAYOUT,
     Table,
     categorical_columns,
     count_columns,
@@ -55,7 +58,6 @@ from common.tabular import (
     locate,
     problem_of,
     read_tables,
-    response_body,
 )
 
 log = logging.getLogger(__name__)
@@ -100,7 +102,21 @@ class _StdoutLogger:
         self.info(message)
 
 
-class LightGBM(Algorithm):
+class _RoundProgress:
+    """A LightGBM callback counting rounds: after their evaluation line (order 10), before early stopping (30),
+    which ends the fit by raising."""
+
+    before_iteration = False
+
+    def __init__(self, progress: Progress) -> None:
+        self.order = 20  # on the instance, or lgb.train sets one of its own
+        self.progress = progress
+
+    def __call__(self, env: Any) -> None:
+        self.progress.advance()
+
+
+class LightGBM(Algorithm[LightGBMHyperparameters]):
     name = "lightgbm"
     Hyperparameters = LightGBMHyperparameters
     channels = (
@@ -111,10 +127,17 @@ class LightGBM(Algorithm):
                     input_modes=(FILE,)),
     )
     metrics = _definitions()
+    metrics_note = ("on each round's line [n] train's <metric>: <value> val's <metric>: <value>, train's evaluates the "
+                    "model after that round on the training rows and val's on the validation rows (the validation "
+                    "channel, or the 20 % of the training rows held out when there is none); the definitions without "
+                    "validation: read the line's first value, the training one. On several hosts each host "
+                    "evaluates its own rows.")
     default_content_type = ct.CSV
-    request_types = (ct.CSV,)
-    response_types = (ct.JSON, ct.JSONLINES)
+    request_types = (ct.CSV, ct.JSON, ct.JSONLINES)
+    response_types = (ct.JSON, ct.JSONLINES, ct.CSV)
     default_accept = ct.JSON
+    # CSV: the probabilities once (JSON also carries them as "probabilities-1d"), then the label when asked.
+    response_layout = replace(JUMPSTART_LAYOUT, csv_columns=("prediction", "probabilities", "predicted_label"))
     handles_missing_values = True
     script_mode = ScriptMode("LightGBM", model_fn=lambda model_dir: import_lightgbm().Booster(
         model_file=str(Path(model_dir) / MODEL_FILE)))
@@ -128,10 +151,10 @@ class LightGBM(Algorithm):
 
     # ---- training -------------------------------------------------------------------------
     @classmethod
-    def train(cls, job: TrainingJob) -> LightGBM | None:
+    def train(cls, job: TrainingJob[LightGBMHyperparameters]) -> LightGBM | None:
         lgb = import_lightgbm()
 
-        hp: LightGBMHyperparameters = job.hyperparameters
+        hp = job.hyperparameters
         train, validation = _load(job)
         problem, num_classes = _agree_on_problem(job, train, validation, hp.problem_type)
         params = _params(hp, problem, num_classes, len(train))
@@ -148,7 +171,8 @@ class LightGBM(Algorithm):
             init_model = str(previous.require(MODEL_FILE, problem, num_classes)) if previous else None
             state = job_state(hp, job.cluster.rank, hosts, train.features.shape, init_model is not None)
             checkpointing = Checkpointing(job, state, hp.num_boost_round)
-            callbacks = [lgb.log_evaluation(1), checkpointing]
+            progress = Progress("boosting", hp.num_boost_round, "rounds", start=checkpointing.rounds)
+            callbacks = [lgb.log_evaluation(1), checkpointing, _RoundProgress(progress)]
             if hp.early_stopping_rounds > 0 and hosts == 1:
                 callbacks.append(checkpointing.watch(lgb.early_stopping(hp.early_stopping_rounds, verbose=True)))
             elif hp.early_stopping_rounds > 0:
@@ -163,6 +187,7 @@ class LightGBM(Algorithm):
                                         callbacks=callbacks, init_model=checkpointing.init_model(lgb, init_model))
             except lgb.basic.LightGBMError as exc:
                 raise UserError(f"LightGBM rejected the job: {exc}") from None
+            progress.finish()
         info = artifact_info(previous, problem_type=problem, num_classes=num_classes,
                              categorical_features=list(train.categorical), best_iteration=booster.best_iteration,
                              lightgbm_version=lgb.__version__)
@@ -175,9 +200,6 @@ class LightGBM(Algorithm):
 
     @classmethod
     def load(cls, model_dir: Path) -> Algorithm:
-        user_module = cls.user_module(model_dir)  # script mode: the user's inference module
-        if user_module is not None:
-            return user_module
         lgb = import_lightgbm()
 
         path = model_dir / MODEL_FILE
@@ -203,9 +225,9 @@ class LightGBM(Algorithm):
 
     # ---- inference --------------------------------------------------------------------------
     def warm_up(self) -> None:
-        self.predict(Batch(np.zeros((1, self.num_features), np.float32)), MediaType(ct.JSON, {"verbose": "true"}))
+        self.predict(Batch(np.zeros((1, self.num_features), np.float32)), Options(verbose=True))
 
-    def predict(self, batch: Batch, accept: MediaType) -> Columns:
+    def predict(self, batch: Batch, options: Options) -> Columns:
         batch.check_width(self.num_features, "the model's feature count")
         scores = self.booster.predict(batch.dense())
         if self.problem_type != CLASSIFICATION:
@@ -213,15 +235,12 @@ class LightGBM(Algorithm):
         if scores.ndim == 1:
             scores = np.column_stack([1.0 - scores, scores])
         columns: Columns = {"probabilities-1d": scores[:, 1:], "probabilities": scores}
-        if accept.flag("verbose"):
+        if options.verbose:
             columns["predicted_label"] = np.argmax(scores, axis=1)
         return columns
 
-    def encode(self, columns: Columns, accept: MediaType) -> bytes:
-        return response_body(columns, jsonlines=accept.name == ct.JSONLINES)
 
-
-def _load(job: TrainingJob) -> tuple[Table, Table]:
+def _load(job: TrainingJob[LightGBMHyperparameters]) -> tuple[Table, Table]:
     layout = locate(job.paths.data, set(job.channels))
     n_columns = count_columns(layout.train_files[0])
     categorical = categorical_columns(layout.categorical_json, n_columns)
@@ -240,7 +259,7 @@ def _load(job: TrainingJob) -> tuple[Table, Table]:
     return train, validation
 
 
-def _train_channel(job: TrainingJob) -> str:
+def _train_channel(job: TrainingJob[LightGBMHyperparameters]) -> str:
     return "train" if "train" in job.channels else "training"
 
 

@@ -1,4 +1,4 @@
-"""LightGBM's own socket network for several hosts (spec lightgbm.md §6, design §4).
+"""LightGBM's own socket network for several hosts (docs/images/lightgbm.md, "Several hosts").
 
 Every host lists all hosts as `ip:port` in `machines`, in resourceconfig.json's order, and listens on
 its own entry's port; LightGBM finds its rank by that port among the local addresses, so several
@@ -16,7 +16,7 @@ import os
 import socket
 from typing import Any
 
-from common.distributed import Cluster
+from common.cluster.collective import Cluster
 from common.errors import UserError
 
 PORT_VAR, DEFAULT_PORT = "ALGO_LIGHTGBM_PORT", 12400

@@ -1,4 +1,4 @@
-"""The PCA image: training, artifact, inference (spec pca.md).
+"""The PCA image: training, artifact, inference (docs/images/pca.md).
 
 The artifact `model_algo-1` is an MXNet NDArray dict {s: (k,), v: (d, k), mean: (1, d)} in
 ascending order of singular value (the last column of v is the most significant), float32;
@@ -18,15 +18,15 @@ import numpy as np
 
 from algorithms.pca.hyperparameters import AUTO_EXTRA, PCAHyperparameters
 from algorithms.pca.solvers import Blocks, Fit, fit_randomized, fit_regular, randomized_passes
-from common import content_types as ct
 from common.algorithm import Algorithm, TrainingJob
-from common.batch import Batch, Features, issparse
 from common.channels import ChannelSpec, DataChannel
-from common.content_types import MediaType
-from common.encoders import Columns
+from common.data import content_types as ct
+from common.data.batch import Batch, Features, issparse
+from common.data.columns import Columns, ResponseLayout
+from common.data.ndarray_file import load_ndarrays, save_ndarrays
 from common.errors import UserError
 from common.metrics import MetricDefinition
-from common.ndarray_file import load_ndarrays, save_ndarrays
+from common.serving.request import Options
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "model_algo-1"
@@ -36,17 +36,20 @@ MODEL_FILE = "model_algo-1"
 BLOCK_BYTES = {"regular": 1 << 20, "randomized": 16 << 20}
 
 
-class PCA(Algorithm):
+class PCA(Algorithm[PCAHyperparameters]):
     name = "pca"
     Hyperparameters = PCAHyperparameters
     channels = (
         ChannelSpec("train", required=True, csv_label_size=0),
         ChannelSpec("test", csv_label_size=0),
     )
-    # Not documented for the real image (spec §5): mean squared reconstruction error per test row.
+    # Not documented for the real image (docs/images/pca.md, "Metrics"): mean squared reconstruction error per test row.
     metrics = (MetricDefinition("test:reconstruction_error", style="test_score"),)
+    metrics_note = ("no train metric is printed. test:reconstruction_error is the mean over the test channel's rows "
+                    "of |x - x v v'|^2 (x centred by the training mean when subtract_mean is true), measured once "
+                    "with the final components after training.")
     response_types = (ct.JSON, ct.JSONLINES, ct.RECORDIO)
-    envelope = "projections"
+    response_layout = ResponseLayout(envelope="projections")
 
     def __init__(self, s: np.ndarray, v: np.ndarray, mean: np.ndarray | None = None) -> None:
         self.s = np.ascontiguousarray(s, dtype=np.float32).reshape(-1)
@@ -63,8 +66,8 @@ class PCA(Algorithm):
 
     # ---- training -------------------------------------------------------------------------
     @classmethod
-    def train(cls, job: TrainingJob) -> PCA | None:
-        hp: PCAHyperparameters = job.hyperparameters
+    def train(cls, job: TrainingJob[PCAHyperparameters]) -> PCA | None:
+        hp = job.hyperparameters
         train = job.channels["train"]
         started = time.perf_counter()
         if hp.algorithm_mode == "regular":
@@ -119,9 +122,9 @@ class PCA(Algorithm):
 
     # ---- inference --------------------------------------------------------------------------
     def warm_up(self) -> None:
-        self.predict(Batch(np.zeros((1, self.feature_dim), np.float32)), MediaType(ct.JSON))
+        self.predict(Batch(np.zeros((1, self.feature_dim), np.float32)), Options())
 
-    def predict(self, batch: Batch, accept: MediaType) -> Columns:
+    def predict(self, batch: Batch, options: Options) -> Columns:
         batch.check_width(self.feature_dim, "the model's feature_dim")
         return {"projection": self.project(batch.features)}
 
@@ -183,7 +186,7 @@ def _checked_arrays(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarr
     return s, v, mean
 
 
-def _score_test(model: PCA | None, hp: PCAHyperparameters, job: TrainingJob) -> None:
+def _score_test(model: PCA | None, hp: PCAHyperparameters, job: TrainingJob[PCAHyperparameters]) -> None:
     """Mean squared reconstruction error of the test rows; sharded test data is summed over hosts."""
     test, sharded = job.test_channel()
     if test is None:

@@ -11,7 +11,7 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
-from common.batch import Features, issparse
+from common.data.batch import Features, issparse
 
 # Below this fraction of non-zeros a sparse block's scatter is built sparse; above it, densified.
 SPARSE_DENSITY = 0.05

@@ -26,10 +26,11 @@ import numpy as np
 
 from algorithms.pca import kernels
 from common import stopping
-from common.batch import Features
 from common.checkpoints import Checkpoints
-from common.distributed import Collective
+from common.cluster.collective import Collective
+from common.data.batch import Features
 from common.errors import UserError
+from common.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,17 @@ def fit_regular(blocks: Blocks, feature_dim: int, num_components: int, subtract_
     sums = kernels.ScatterSums(feature_dim)
     state = ["regular", feature_dim, collective.rank, collective.world_size]
     _resume_sums(checkpoints, state, sums)
+    progress = Progress("pass 1/1", start=sums.rows)
     with stopping.deferred():  # SIGTERM: checkpoint after the block, then stop
         for features in _after_rows(blocks(0), sums.rows):
             sums.add(features)
+            progress.advance(features.shape[0])
             if checkpoints is not None and checkpoints.due():
                 checkpoints.save(sums.rows, {"scatter": sums.scatter, "total": sums.total,
                                              "rows": np.array([sums.rows])},
                                  {"state": state}, progress=f"{sums.rows} rows of the one pass")
             stopping.check()
+    progress.finish()
     local_rows = sums.rows
     scatter, total, rows = kernels.ScatterSums.unpack(collective.allreduce_sum(sums.packed()), feature_dim)
     check_rows(rows, num_components)
@@ -95,8 +99,9 @@ def fit_randomized(blocks: Blocks, feature_dim: int, num_components: int, sketch
     if basis is None:
         basis = kernels.start_basis(feature_dim, sketch, SEED)
     mean = total / rows if subtract_mean and rows else None
-    rows_read = 0
+    rows_read, rows_per_pass = 0, None
     for step in range(done + 1, passes):
+        pass_rows = Progress(f"pass {step + 1}/{passes}", rows_per_pass)
         last = step == passes - 1
         work = basis if last else basis.astype(np.float32)
         shift = mean if step > 0 else None
@@ -107,6 +112,7 @@ def fit_randomized(blocks: Blocks, feature_dim: int, num_components: int, sketch
             local_rows += features.shape[0]
             if step == 0:
                 local_total += kernels.column_sums(features)
+            pass_rows.advance(features.shape[0])
         rows_read += local_rows
         if step == 0:
             reduced = collective.allreduce_sum(np.concatenate([local_total, [float(local_rows)], z.ravel()]))
@@ -118,6 +124,8 @@ def fit_randomized(blocks: Blocks, feature_dim: int, num_components: int, sketch
                 z -= rows * np.outer(mean, mean @ basis)  # pass 0 ran unshifted
         else:
             z = collective.allreduce_sum(z)
+        pass_rows.finish()
+        rows_per_pass = pass_rows.done
         if progress is not None:
             progress(100.0 * (step + 1) / passes)
         if last:

@@ -1,4 +1,4 @@
-"""The Random Cut Forest image: training, artifact, inference (spec rcf.md).
+"""The Random Cut Forest image: training, artifact, inference (docs/images/rcf.md).
 
 Training reads the train channel once into per-host reservoirs (sampling.py), every host builds its
 share of the trees (tree t on host t mod hosts) from the pooled sample, and the leader gathers them
@@ -7,7 +7,7 @@ into one forest, scores the labelled test channel and writes `model_algo-1` (for
 Inference answers `{"scores": [{"score": s}, ...]}`; with `;verbose=true` on the Accept type each row
 also gets `attribution` (per feature, summing to the score), `attribution_high` and `attribution_low`
 (the parts from values above and below the forest's boxes, as random-cut-forest-by-aws's DiVector).
-Scores and attributions are rounded to 10 decimals (spec §4.2: the real image's JSON shows 10).
+Scores and attributions are rounded to 10 decimals (the real image's JSON shows 10; docs/images/rcf.md, "Responses").
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from algorithms.rcf.evaluation import QUALITY, TEST_SCORE, check_labels, three_s
 from algorithms.rcf.forest import Forest, Trees
 from algorithms.rcf.hyperparameters import RCFHyperparameters
 from algorithms.rcf.sampling import Reservoir, sample_stream
-from common import content_types as ct
 from common.algorithm import Algorithm, TrainingJob
-from common.batch import Batch
 from common.channels import FILE, PIPE, REPLICATED, SHARDED, ChannelSpec
 from common.checkpoints import job_state
-from common.content_types import MediaType
-from common.encoders import Columns
+from common.data import content_types as ct
+from common.data.batch import Batch
+from common.data.columns import Columns, ResponseLayout
 from common.errors import UserError
+from common.progress import Progress
+from common.serving.request import Options
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "model_algo-1"
@@ -37,7 +38,7 @@ SEED = 0
 DECIMALS = 10
 
 
-class RandomCutForest(Algorithm):
+class RandomCutForest(Algorithm[RCFHyperparameters]):
     name = "rcf"
     Hyperparameters = RCFHyperparameters
     channels = (
@@ -48,8 +49,11 @@ class RandomCutForest(Algorithm):
         ChannelSpec("test", input_modes=(FILE, PIPE), distributions=(REPLICATED,), csv_label_size=1),
     )
     metrics = tuple(QUALITY.values())
+    metrics_note = ("no train metric is printed. The test:* metrics compare the test channel's labels (1 = anomaly) "
+                    "with the built forest's flags, a row being flagged when its score is above the mean + 3 standard "
+                    "deviations of the test channel's scores; measured once after the forest is built.")
     response_types = (ct.JSON, ct.JSONLINES, ct.RECORDIO)
-    envelope = "scores"
+    response_layout = ResponseLayout(envelope="scores")
 
     def __init__(self, forest: Forest) -> None:
         self.forest = forest
@@ -60,8 +64,8 @@ class RandomCutForest(Algorithm):
 
     # ---- training -------------------------------------------------------------------------
     @classmethod
-    def train(cls, job: TrainingJob) -> RandomCutForest | None:
-        hp: RCFHyperparameters = job.hyperparameters
+    def train(cls, job: TrainingJob[RCFHyperparameters]) -> RandomCutForest | None:
+        hp = job.hyperparameters
         train = job.channels["train"]
         collective = job.collective
         if train.config.distribution != SHARDED:
@@ -79,7 +83,8 @@ class RandomCutForest(Algorithm):
                                 job.checkpoints, job_state(hp, collective.rank, collective.world_size))
         job.metrics.throughput(samples.rows_here / max(time.perf_counter() - started, 1e-9))
         mine = list(range(collective.rank, hp.num_trees, collective.world_size))
-        trees = Trees.build([samples.per_tree[t] for t in mine], [SEED + 1000 + t for t in mine])
+        trees = Trees.build([samples.per_tree[t] for t in mine], [SEED + 1000 + t for t in mine],
+                            Progress("building trees", len(mine), "trees"))
         log.info("Built %d trees on this host.", len(mine))
         groups = collective.gather(trees, root=0) if collective.world_size > 1 else [trees]
         job.metrics.progress(100.0)
@@ -99,13 +104,13 @@ class RandomCutForest(Algorithm):
         model.score_test(job)
         return model
 
-    def score_test(self, job: TrainingJob) -> None:
+    def score_test(self, job: TrainingJob[RCFHyperparameters]) -> None:
         """Three-sigma metrics on the test channel (FullyReplicated: the leader reads all of it)."""
         test = job.channels.get("test")
         if test is None:
             log.info("Test data is not provided.")
             return
-        hp: RCFHyperparameters = job.hyperparameters
+        hp = job.hyperparameters
         scores, labels = [], []
         for batch in test.batches(hp.mini_batch_size, 0, hp.feature_dim, exact=False):
             labels.append(check_labels(batch.labels, batch.where(0)))
@@ -134,7 +139,7 @@ class RandomCutForest(Algorithm):
 
     # ---- inference --------------------------------------------------------------------------
     def warm_up(self) -> None:
-        self.predict(Batch(np.zeros((1, self.feature_dim), np.float32)), MediaType(ct.JSON, {"verbose": "true"}))
+        self.predict(Batch(np.zeros((1, self.feature_dim), np.float32)), Options(verbose=True))
 
     @classmethod
     def warm_up_kernels(cls) -> None:
@@ -145,11 +150,11 @@ class RandomCutForest(Algorithm):
         forest.score(sample)
         forest.attribution(sample)
 
-    def predict(self, batch: Batch, accept: MediaType) -> Columns:
+    def predict(self, batch: Batch, options: Options) -> Columns:
         batch.check_width(self.feature_dim, "the model's feature_dim")
         x = batch.dense()
         columns = {"score": np.round(self.forest.score(x), DECIMALS)}
-        if accept.flag("verbose"):
+        if options.verbose:
             high, low = self.forest.attribution(x)
             columns["attribution"] = np.round(high + low, DECIMALS)
             columns["attribution_high"] = np.round(high, DECIMALS)

@@ -1,7 +1,7 @@
-"""Test-channel metrics: flags by the three-sigma rule, compared with the labels (spec rcf.md §1.5, §5).
+"""Test-channel metrics: flags by the three-sigma rule, compared with the labels (docs/images/rcf.md, "Metrics").
 
 A row is flagged anomalous when its score is above mean + 3·std of the test scores (population std,
-one-sided since high means anomalous: the spec's recommended reading of its UNCERTAIN point).
+one-sided since high means anomalous: AWS's guide does not say which).
 Labels: 1 = anomaly, 0 = normal. A ratio with a zero denominator is 0 (as scikit-learn's zero_division=0).
 """
 

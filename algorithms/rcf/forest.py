@@ -24,6 +24,7 @@ import numpy as np
 
 from algorithms.rcf import kernels
 from common.errors import UserError
+from common.progress import Progress
 
 FORMAT, VERSION = "rcf-forest", 1
 ARRAYS = ("roots", "cut_dim", "cut_value", "left", "right", "mass", "leaf_point", "points")
@@ -44,8 +45,8 @@ class Trees:
     depths: np.ndarray
 
     @classmethod
-    def build(cls, samples: list[np.ndarray], seeds: list[int]) -> Trees:
-        """One tree per sample (float32 (s, d)), with its own random stream."""
+    def build(cls, samples: list[np.ndarray], seeds: list[int], progress: Progress | None = None) -> Trees:
+        """One tree per sample (float32 (s, d)), with its own random stream; `progress` advances per tree."""
         parts: list[tuple[np.ndarray, ...]] = []
         depths = []
         node_base, point_base = 0, 0
@@ -67,6 +68,8 @@ class Trees:
             depths.append(depth)
             node_base += nodes
             point_base += leaves
+            if progress is not None:
+                progress.advance()
         columns = list(zip(*parts)) if parts else [[] for _ in range(7)]
         dtypes = (np.int32, np.float64, np.int32, np.int32, np.int32, np.int32, np.float32)
         arrays = [np.concatenate(c).astype(t) if len(c) else np.empty(0, t) for c, t in zip(columns, dtypes)]

@@ -9,7 +9,7 @@ A forest is flat arrays over all trees' nodes (global indices):
 Tree t's root is node roots[t]. Boxes (box_min/box_max per node and feature) are derived from
 the points at load time and are not stored.
 
-Scores follow the random-cut-forest-by-aws scalar score (spec rcf.md §1.3): from the leaf the
+Scores follow the random-cut-forest-by-aws scalar score (docs/images/rcf.md, "Scores"): from the leaf the
 query reaches, back to the root, each ancestor at depth δ mixes in 1/(δ+1) with the probability
 that a random cut of (box ∪ query) separates the query; the tree's score is multiplied by
 log2(tree mass + 1) and the forest's score is the mean over trees.

@@ -2,11 +2,11 @@
 
 Each host keeps a uniform reservoir of num_trees × num_samples_per_tree rows of its shard (Algorithm R,
 memory bounded by trees × samples × feature_dim, whatever the data size). With N rows over all hosts,
-every tree gets s = min(num_samples_per_tree, N // num_trees) rows (the small-data rule of spec §1.2).
+every tree gets s = min(num_samples_per_tree, N // num_trees) rows (docs/images/rcf.md, "Training").
 The forest's M = num_trees × s rows are drawn without replacement over all hosts: the leader draws how
 many come from each host from the multivariate hypergeometric law on the hosts' row counts, each host
 takes that many rows of its shuffled reservoir, so every training row has the same chance M / N to be
-in the forest (the "weighted merge" the spec recommends). The M rows, in rank order and then shuffled
+in the forest (a "weighted merge"). The M rows, in rank order and then shuffled
 with a seed every host shares, are cut into num_trees samples of s rows.
 """
 
@@ -21,8 +21,9 @@ import numpy as np
 from algorithms.rcf import kernels
 from common import stopping
 from common.checkpoints import Checkpoints
-from common.distributed import Collective
+from common.cluster.collective import Collective
 from common.errors import UserError
+from common.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +114,17 @@ def _filled(batches: Iterable[np.ndarray], reservoir: Reservoir, checkpoints: Ch
                              {"complete": complete, "reservoir": reservoir.counters(), "state": state},
                              progress=f"sampling {reservoir.seen} rows{whole}")
 
-    position = 0
+    position, progress = 0, Progress("sampling the train channel", start=reservoir.seen)
     with stopping.deferred():  # SIGTERM: checkpoint after the batch, then stop
         for x in batches:
             position += len(x)
             if position <= reservoir.seen:
                 continue  # in the checkpoint's reservoir already
             reservoir.add(x)
+            progress.advance(len(x))
             if checkpoints is not None and checkpoints.due():
                 save(complete=False)
             stopping.check()
+    progress.finish()
     save(complete=True)
     return reservoir

@@ -1,7 +1,7 @@
 """Shingling: turn a time series into overlapping windows, the usual way to feed RCF a series.
 
 RCF scores points, not sequences; a window of the last P values (a "shingle") lets it see shapes
-(spec rcf.md §1.4). Row i of the result is values[i : i + P], so a series of n values gives
+(docs/images/rcf.md, "Time series (shingling)"). Row i of the result is values[i : i + P], so a series of n values gives
 n - P + 1 rows (the last window is kept, unlike the AWS notebook's helper, issue #3745), and the
 score of row i belongs to the window ending at time i + P - 1. A series with k columns gives
 rows of k·P values, time-major (all columns at t, then at t + 1, ...).

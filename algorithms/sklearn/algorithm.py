@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from common.algorithm import Algorithm, TrainingJob
-from common.batch import Batch
-from common.content_types import MediaType
-from common.encoders import Columns
+from common.data.batch import Batch
+from common.data.columns import Columns
 from common.errors import UserError
 from common.hyperparameters import Hyperparameters
 from common.script_mode import ScriptMode, handlers
+from common.serving.request import Options
 
 MODEL_FILES = ("model.joblib", "model.pkl")
 COMPAT_DIR = Path(__file__).resolve().parent / "compat"  # the importable sagemaker_containers
@@ -54,10 +54,7 @@ class SKLearn(Algorithm):
 
     @classmethod
     def load(cls, model_dir: Path) -> Algorithm:
-        module = cls.user_module(model_dir)
-        if module is None:  # scripts_only: user_module says what is missing instead
-            raise UserError("This image serves inference modules only: set SAGEMAKER_PROGRAM.")
-        return module
+        raise UserError("This image serves inference modules only: set SAGEMAKER_PROGRAM.")
 
-    def predict(self, batch: Batch, accept: MediaType) -> Columns:
+    def predict(self, batch: Batch, options: Options) -> Columns:
         raise NotImplementedError("the user's inference module answers every request")

@@ -1,4 +1,4 @@
-"""The XGBoost image: SageMaker XGBoost algorithm mode (spec xgboost.md), current (1.7-1 and later) behaviour.
+"""The XGBoost image: SageMaker XGBoost algorithm mode (docs/images/xgboost.md), current (1.7-1 and later) behaviour.
 
 Artifact: `xgboost-model`, XGBoost's native UBJSON (`xgb.Booster().load_model(path)` reads it); a `_kfold` job
 (kfold.py) writes one per fold, `xgboost-model-0` .. `xgboost-model-<k * _num_cv_round - 1>`; an image tag that
@@ -21,20 +21,20 @@ from typing import Any
 import numpy as np
 
 from algorithms.xgboost import inference, versions
+from algorithms.xgboost.artifact import MODEL_FILE, model_files
 from algorithms.xgboost.hyperparameters import XGBoostHyperparameters
-from algorithms.xgboost.lib import xgboost
+from algorithms.xgboost.import_xgboost import xgboost
 from algorithms.xgboost.metrics import definitions
-from common import content_types as ct
 from common.algorithm import Algorithm, TrainingJob
-from common.batch import Batch
 from common.channels import FILE, REPLICATED, ChannelSpec
-from common.content_types import MediaType
-from common.encoders import Columns
+from common.data import content_types as ct
+from common.data.batch import Batch
+from common.data.columns import Columns
 from common.errors import UserError
 from common.script_mode import ScriptMode
+from common.serving.request import Options
 
 log = logging.getLogger(__name__)
-MODEL_FILE = "xgboost-model"
 COMPAT_DIR = Path(__file__).resolve().parent / "compat"  # the importable sagemaker_xgboost_container
 PICKLE_VAR, ENSEMBLE_VAR = "SAGEMAKER_XGBOOST_ALLOW_PICKLE", "SAGEMAKER_INFERENCE_ENSEMBLE"
 TRAINING_TYPES = (ct.LIBSVM, ct.CSV, ct.PARQUET, ct.RECORDIO)
@@ -61,7 +61,7 @@ SCRIPT_MODE = ScriptMode("XGBoost", model_fn=_script_model_fn, input_fn=_script_
                          paths=(COMPAT_DIR, COMPAT_DIR.parents[2]))
 
 
-class XGBoost(Algorithm):
+class XGBoost(Algorithm[XGBoostHyperparameters]):
     name = "xgboost"
     Hyperparameters = XGBoostHyperparameters
     channels = (
@@ -70,12 +70,16 @@ class XGBoost(Algorithm):
         ChannelSpec("code", content_types=("text/python",), input_modes=(FILE,), distributions=(REPLICATED,)),
     )
     metrics = definitions()
+    metrics_note = ("on each round's line [n] train-<metric>:<value> validation-<metric>:<value>, train- evaluates "
+                    "the model after that round on the train channel's rows and validation- on the validation "
+                    "channel's rows (with _kfold, on the fold held out); on several hosts XGBoost combines every "
+                    "host's rows.")
     default_content_type = ct.LIBSVM
     request_types = (ct.CSV, ct.LIBSVM, ct.RECORDIO, ct.JSON, ct.JSONLINES)
     response_types = (ct.CSV, ct.JSON, ct.JSONLINES, ct.RECORDIO)
     default_accept = ct.CSV
     handles_missing_values = True
-    empty_body_status = 204  # spec §4.8: an empty body gets 204 and an empty body, before any check
+    empty_body_status = 204  # as AWS's image: an empty body gets 204 and an empty body, before any check
     script_mode = SCRIPT_MODE
 
     def __init__(self, boosters: list[Any]) -> None:
@@ -84,12 +88,13 @@ class XGBoost(Algorithm):
         self.objective = str(config["objective"]["name"])
         self.num_class = int(config["learner_model_param"].get("num_class", 0) or 0)
         self.num_features = int(boosters[0].num_features())
+        self.keys: list[str] | None = None  # SAGEMAKER_INFERENCE_OUTPUT's selectable keys, set by `load`
         threads = os.environ.get("OMP_NUM_THREADS", "1")
         for booster in boosters:
             booster.set_param({"nthread": int(threads) if threads.isdigit() else 1})
 
     @classmethod
-    def train(cls, job: TrainingJob) -> XGBoost | None:
+    def train(cls, job: TrainingJob[XGBoostHyperparameters]) -> XGBoost | None:
         from algorithms.xgboost.training import fit
 
         models = fit(job)
@@ -103,10 +108,6 @@ class XGBoost(Algorithm):
 
     @classmethod
     def load(cls, model_dir: Path) -> Algorithm:
-        """The user's inference module when one is named (script mode), else the boosters."""
-        user_module = cls.user_module(model_dir)
-        if user_module is not None:
-            return user_module
         files = sorted(p for p in model_dir.iterdir() if p.is_file() and not p.name.startswith(".")) \
             if model_dir.is_dir() else []
         named = [p for p in files if p.name.startswith(MODEL_FILE)]
@@ -117,7 +118,10 @@ class XGBoost(Algorithm):
             raise UserError(f"The model directory {model_dir} has no {MODEL_FILE} file.")
         if os.environ.get(ENSEMBLE_VAR, "true").lower() == "false":
             candidates = candidates[:1]
-        return cls([_booster(p.read_bytes(), p.name) for p in candidates])
+        model = cls([_booster(p.read_bytes(), p.name) for p in candidates])
+        model.keys = inference.selected_keys()
+        model.response_layout = inference.response_layout(model.keys)
+        return model
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
@@ -141,10 +145,9 @@ class XGBoost(Algorithm):
                 "feature_importance_gain": np.array([gain.get(f"f{i}", 0.0) for i in range(self.num_features)])}
 
     def warm_up(self) -> None:
-        self.predict(Batch(np.zeros((1, self.num_features), np.float32)), MediaType(ct.CSV))
+        self.predict(Batch(np.zeros((1, self.num_features), np.float32)), Options())
 
-    def predict(self, batch: Batch, accept: MediaType) -> Columns:
-        keys = inference.selected_keys()
+    def predict(self, batch: Batch, options: Options) -> Columns:
         features = self._features(batch)
         preds = [b.inplace_predict(features, validate_features=False) for b in self.boosters]
         if len(preds) == 1:
@@ -153,13 +156,9 @@ class XGBoost(Algorithm):
             combined = np.array([np.bincount(col.astype(np.int64)).argmax() for col in np.stack(preds).T], np.float32)
         else:
             combined = np.mean(preds, axis=0, dtype=np.float32)
-        if keys is None:
+        if self.keys is None:
             return {"score": combined}
-        return inference.selectable_columns(combined, self.objective, self.num_class, keys)
-
-    def encode(self, columns: Columns, accept: MediaType) -> bytes:
-        keys = None if "score" in columns else inference.selected_keys()
-        return inference.encode_response(columns, accept, keys, self.envelope)
+        return inference.selectable_columns(combined, self.objective, self.num_class, self.keys)
 
     def _features(self, batch: Batch) -> Any:
         """Exactly the model's columns (sparse rows may stop early: their missing tail is padded)."""
@@ -173,11 +172,6 @@ class XGBoost(Algorithm):
             raise UserError(f"The request has {width} features per row but the model was trained with "
                             f"{expected}{hint}; send exactly {expected} columns, no label.")
         return batch.features
-
-
-def model_files(count: int) -> list[str]:
-    """`xgboost-model`, or a k-fold job's `xgboost-model-0` .. `xgboost-model-<count - 1>`."""
-    return [MODEL_FILE] if count == 1 else [f"{MODEL_FILE}-{i}" for i in range(count)]
 
 
 def _booster(raw: bytes, name: str) -> Any:

@@ -1,4 +1,4 @@
-"""`xgboost-checkpoint.<round>` files for managed spot training (spec xgboost.md §7.1).
+"""`xgboost-checkpoint.<round>` files for managed spot training (docs/images/xgboost.md, "Checkpoints").
 
 Only the leader writes; a write goes to `<name>.sagemaker-ignore` first (SageMaker does not upload
 those) and is renamed. The 5 newest are kept, and a file SageMaker is still uploading is never deleted.

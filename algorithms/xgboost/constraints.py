@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from algorithms.xgboost.metric_names import ALL_METRICS, THRESHOLD_METRICS
+from algorithms.xgboost.metric_catalog import ALL_METRICS, THRESHOLD_METRICS
 from common.constraints import INT32_MAX, Constraint, unquote
 
 _NUMBER = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"

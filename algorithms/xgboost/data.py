@@ -1,4 +1,4 @@
-"""Training channels to arrays for a DMatrix (spec xgboost.md §3): CSV, libsvm, recordIO-protobuf, Parquet.
+"""Training channels to arrays for a DMatrix (docs/images/xgboost.md): CSV, libsvm, recordIO-protobuf, Parquet.
 
 Parsing runs in the caller's thread with the shared readers; the DMatrix itself is built where the
 collective is (see training.py), because XGBoost agrees on the number of columns across hosts there.
@@ -15,15 +15,15 @@ from typing import Any
 import numpy as np
 
 from algorithms.xgboost import lenient_csv
-from algorithms.xgboost.lib import xgboost
-from common import content_types as ct
-from common.batch import Batch, first_non_finite, non_finite_message
+from algorithms.xgboost.import_xgboost import xgboost
 from common.channels import PIPE, DataChannel, maybe_gunzip
-from common.content_types import MediaType
+from common.data import content_types as ct
+from common.data.batch import Batch, first_non_finite, non_finite_message
+from common.data.content_types import MediaType
+from common.data.csv_reader import CsvReader
+from common.data.libsvm_reader import LibsvmReader
+from common.data.registry import reader_for
 from common.errors import UserError
-from common.readers import reader_for
-from common.readers.csv_reader import CsvReader
-from common.readers.libsvm_reader import LibsvmReader
 
 log = logging.getLogger(__name__)
 BLOCK_ROWS = 1 << 40  # one batch per block the readers parse: no re-slicing
@@ -84,21 +84,21 @@ def dmatrix(part: Data, nthread: int = -1) -> Any:
 
 
 def _fast(channel: DataChannel, media: MediaType, csv_weights: bool) -> Data | None:
-    """Plain files in File mode, parsed on every core (fastload.py); None: use the streaming readers."""
-    from algorithms.xgboost import fastload
+    """Plain files in File mode, parsed on every core (parallel_read.py); None: use the streaming readers."""
+    from common.data import parallel_read
 
     files = channel.files()
     if channel.config.input_mode == PIPE or not files or media.params.get("label_size", "1") != "1":
         return None
     segments = []
     if media.name == ct.CSV:
-        loaded = fastload.load_csv(files, 2 if csv_weights else 1)
+        loaded = parallel_read.load_csv(files, 2 if csv_weights else 1)
         if loaded is None:
             return None
         features, labels, per_file = loaded
         data = Data(features, labels[:, 0].copy(), labels[:, 1].copy() if csv_weights else None)
     elif media.name == ct.LIBSVM:
-        parsed = fastload.load_libsvm(files)
+        parsed = parallel_read.load_libsvm(files)
         if parsed is None:
             return None
         per_file = parsed["rows_per_file"]

@@ -1,6 +1,6 @@
 """DMatrix in, bytes out, for script mode: what `sagemaker_xgboost_container`'s data_utils and encoder give
 training scripts, and the default input_fn of user inference modules. All parsing is the shared
-readers' (common/readers) and algorithm mode's (data.py). Script mode imports xgboost plainly, so that the
+readers' (common/data) and algorithm mode's (data.py). Script mode imports xgboost plainly, so that the
 user's code keeps its scikit-learn API (algorithm mode hides scikit-learn: lib.py)."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from algorithms.xgboost import data as data_module
-from common import content_types as ct
 from common.channels import FILE, PIPE, REPLICATED, ChannelConfig, ChannelSpec, DataChannel
-from common.content_types import MediaType
+from common.data import content_types as ct
+from common.data.content_types import MediaType
+from common.data.registry import reader_for
 from common.errors import UnsupportedContentType, UserError
-from common.readers import reader_for
 
 log = logging.getLogger(__name__)
 REQUEST_TYPES = (ct.CSV, ct.LIBSVM, ct.RECORDIO)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from algorithms.xgboost.constraints import EvalMetrics, IntTuple, NestedIntLists, Updaters
-from algorithms.xgboost.metric_names import CONTAINER_METRICS
+from algorithms.xgboost.metric_catalog import CONTAINER_METRICS
 from common.constraints import FLOAT32_MAX, INT32_MAX, MAX_THREADS, MAX_WEIGHT, Choice, Integer, Real, float32_inside
 from common.hyperparameters import Hyperparameters, hp
 

@@ -1,6 +1,6 @@
-"""Prediction columns and response bodies as the SageMaker XGBoost image writes them (spec xgboost.md §4.5-4.7).
+"""Prediction columns and response layouts as the SageMaker XGBoost image writes them (docs/images/xgboost.md).
 
-Environment, read per request:
+Environment, read when the model is loaded:
   SAGEMAKER_INFERENCE_OUTPUT     selectable keys, e.g. `predicted_label,probabilities`
   SAGEMAKER_BATCH                set by batch transform: one `str(prediction)` per line, whatever the Accept
   SAGEMAKER_XGBOOST_CSV_OUTPUT   `comma_joined`: the 1.0-1 image's text/csv body, every prediction on one
@@ -11,16 +11,13 @@ Environment, read per request:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 import numpy as np
 
 from algorithms.xgboost import versions
-from common import content_types as ct
-from common.content_types import MediaType
-from common.encoders import Columns, encode
+from common.data.columns import DEFAULT_LAYOUT, Columns, ResponseLayout
 from common.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -76,26 +73,15 @@ def selectable_columns(preds: np.ndarray, objective: str, num_class: int, keys: 
     return columns
 
 
-def encode_response(columns: Columns, accept: MediaType, keys: list[str] | None, envelope: str) -> bytes:
+def response_layout(keys: list[str] | None) -> ResponseLayout:
+    """How the writers lay out this endpoint's responses, from its environment."""
     batch = BATCH_VAR in os.environ
-    if keys is None:
-        preds = columns["score"]
-        if batch:
-            return ("\n".join(map(str, preds.tolist())) + "\n").encode()
-        csv_output = os.environ.get(CSV_OUTPUT_VAR) or versions.current().csv_output
-        if accept.name == ct.CSV and csv_output.lower() == "comma_joined":
-            return ",".join(map(str, preds.tolist())).encode()
-        return encode(columns, accept.name, envelope)
-    if accept.name == ct.RECORDIO:
-        return encode({k: np.asarray(v, np.float32) for k, v in columns.items()}, accept.name, envelope)
-    records = [dict(zip(columns, row)) for row in zip(*(c.tolist() for c in columns.values()))]
-    if accept.name == ct.JSON:
-        return json.dumps({envelope: records}).encode()
-    if accept.name == ct.JSONLINES:
-        return "".join(json.dumps(r) + "\n" for r in records).encode()
-    lines = [",".join(_csv_cell(r[k]) for k in keys) for r in records]
-    return ("\n".join(lines) + ("\n" if batch else "")).encode()
-
-
-def _csv_cell(value: object) -> str:
-    return f'"{value}"' if isinstance(value, list) else str(value)
+    if keys is not None:
+        return ResponseLayout(numbers="native", csv_cells="python_quoted", csv_columns=tuple(keys),
+                              csv_final_newline=batch)
+    if batch:
+        return ResponseLayout(plain_lines=True)
+    csv_output = os.environ.get(CSV_OUTPUT_VAR) or versions.current().csv_output
+    if csv_output.lower() == "comma_joined":
+        return ResponseLayout(csv_cells="python", csv_row_separator=",", csv_final_newline=False)
+    return DEFAULT_LAYOUT

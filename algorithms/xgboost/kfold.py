@@ -1,10 +1,10 @@
-"""k-fold cross-validation, the hidden mode Autopilot uses (spec xgboost.md §7.3): settings, folds, out-of-fold
+"""k-fold cross-validation, the hidden mode Autopilot uses (docs/images/xgboost.md): settings, folds, out-of-fold
 predictions and the cross-validation metric lines. training.py runs the folds.
 
 `_kfold=k` (`_num_cv_round=r`, default 1): the train and validation rows are one data set, split r times into k
 folds (stratified for binary: and multi: objectives); every fold trains one model on the other k-1 folds,
 evaluated per round on those ("train") and on the held-out fold ("validation"), saved as `xgboost-model-<i>`,
-i = 0 .. k*r-1, which serving averages (or votes on, §4.2). After every k folds a line
+i = 0 .. k*r-1, which serving averages (or votes on). After every k folds a line
 `[num_round]<TAB>train-<m>:<mean><TAB>validation-<m>:<mean>...` gives the means over those folds, and with r > 1 a
 last such line the means over all folds: HPO reads that last line. `<output data dir>/predictions.csv`: one row
 per input row, no header, `%f`: label, mean prediction (regression) or label, mean probability, majority class

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from common.batch import Batch
+from common.data.batch import Batch
 from common.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.xgboost.lib import xgboost
-from algorithms.xgboost.metric_names import CONTAINER_METRICS, GUIDE_OBJECTIVES, VALIDATION_ONLY, maximize
+from algorithms.xgboost.import_xgboost import xgboost
+from algorithms.xgboost.metric_catalog import CONTAINER_METRICS, GUIDE_OBJECTIVES, VALIDATION_ONLY, maximize
 from common.metrics import MetricDefinition, format_value
 
 TAB_IN_LOGS = "(?:#011|\\t)"
@@ -53,7 +53,7 @@ def print_line(line: str) -> None:
     sys.stdout.flush()
 
 
-# ---- container-computed metrics (spec §5.2), summed over hosts ----------------------------------
+# ---- container-computed metrics (docs/images/xgboost.md, "Metrics"), summed over hosts ------------------
 
 REGRESSION = frozenset({"mse", "r2"})
 

@@ -1,4 +1,4 @@
-"""Algorithm-mode training (spec xgboost.md §1.3, §5-7): data, metrics, early stopping, checkpoints, hosts, k-fold.
+"""Algorithm-mode training (docs/images/xgboost.md): data, metrics, early stopping, checkpoints, hosts, k-fold.
 
 Every host parses its own files; DMatrix and xgb.train run through `collective.run`, on the thread where
 XGBoost's collective lives, so gradient statistics, column counts and metrics are summed over hosts.
@@ -18,16 +18,17 @@ import numpy as np
 
 from algorithms.xgboost import data as data_module
 from algorithms.xgboost import kfold, versions
-from algorithms.xgboost.algorithm import MODEL_FILE, model_files
+from algorithms.xgboost.artifact import MODEL_FILE, model_files
 from algorithms.xgboost.checkpointing import XGBoostCheckpoints
 from algorithms.xgboost.hyperparameters import XGBoostHyperparameters
-from algorithms.xgboost.lib import xgboost
-from algorithms.xgboost.metric_names import CONTAINER_METRICS, maximize
+from algorithms.xgboost.import_xgboost import xgboost
+from algorithms.xgboost.metric_catalog import CONTAINER_METRICS, maximize
 from algorithms.xgboost.metrics import container_metric, format_line, print_line
 from common import stopping
 from common.algorithm import TrainingJob
 from common.errors import UserError, join_problems
 from common.paths import read_json_object
+from common.progress import Progress
 
 log = logging.getLogger(__name__)
 xgb = xgboost()  # this module is imported only when algorithm-mode training starts (algorithm.py)
@@ -45,7 +46,7 @@ Resume = tuple[int, bytes | None]  # (rounds already done, the checkpoint's mode
 
 def fit(job: TrainingJob) -> list[bytes] | None:
     """Train; the leader gets the models (UBJSON bytes: one, or one per k-fold fold), other hosts None."""
-    hp: XGBoostHyperparameters = job.hyperparameters
+    hp = job.hyperparameters
     raw = read_json_object(job.paths.hyperparameters, 'like {"num_round": "10"}')
     cv = kfold.settings(raw)
     train_channel, val_channel = job.channels["train"], job.channels.get("validation")
@@ -282,19 +283,28 @@ def _first_line(text: str) -> str:
 
 class _Monitor(xgb.callback.TrainingCallback):
     """Prints XGBoost's evaluation line (leader only), keeps the watchdog fed, writes checkpoints and, with
-    save_model_on_termination, the model file after every round."""
+    save_model_on_termination, the model file after every round; logs the rounds' progress."""
 
     def __init__(self, job: TrainingJob, offset: int, checkpoints: XGBoostCheckpoints | None,
                  model_file: str | None, num_round: int) -> None:
         super().__init__()
         self.job, self.offset, self.leader = job, offset, job.cluster.is_leader
         self.checkpoints, self.model_file, self.num_round = checkpoints, model_file, num_round
+        self.progress = Progress("boosting", num_round, "rounds", start=offset)
 
     def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
         self.job.collective.alive()
-        number = epoch + self.offset  # continues the round count of a resumed job
-        if not self.leader:
-            return False
+        if self.leader:
+            self._report(model, epoch + self.offset, evals_log)  # continues the round count of a resumed job
+        self.progress.advance()
+        return False
+
+    def after_training(self, model: Any) -> Any:
+        self.progress.finish()
+        return model
+
+    def _report(self, model: Any, number: int, evals_log: dict) -> None:
+        """Round `number`'s evaluation line, model file and checkpoint (the leader's)."""
         scores = [(d, m, float(v[-1][0] if isinstance(v[-1], tuple) else v[-1]))
                   for d, by_metric in evals_log.items() for m, v in by_metric.items()]
         if scores:
@@ -309,4 +319,3 @@ class _Monitor(xgb.callback.TrainingCallback):
             if self.checkpoints is not None:
                 saved = self.checkpoints.save(number, raw)
                 self.job.checkpoints.note(saved, f"round {number + 1} of {self.num_round}")
-        return False

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from common import content_types as ct
-from common.content_types import MediaType, negotiate_accept
+from common.data import content_types as ct
+from common.data.content_types import MediaType, negotiate_accept
 from common.errors import UnsupportedContentType, UserError
 
 NPY = "application/x-npy"
@@ -25,7 +25,7 @@ def input_fn(body: bytes | str, content_type: str) -> np.ndarray:
     name = MediaType.parse(content_type or "").name
     raw = body.encode() if isinstance(body, str) else bytes(body)
     if name == ct.CSV:
-        from common.readers import reader_for
+        from common.data.registry import reader_for
 
         return reader_for(MediaType(ct.CSV), labelled=False).parse(raw).features
     try:

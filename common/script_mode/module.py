@@ -16,13 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common import content_types as ct
-from common.algorithm import Algorithm, TrainingJob
-from common.batch import Batch
-from common.content_types import MediaType
-from common.encoders import Columns
+from common.data import content_types as ct
+from common.data.content_types import MediaType
 from common.errors import UserError
-from common.hyperparameters import Hyperparameters
 
 if TYPE_CHECKING:
     from common.script_mode import ScriptMode
@@ -60,12 +56,8 @@ class Handler:
                             status=500) from None
 
 
-class UserModule(Algorithm):
-    """The model `create_app` serves in script mode: `respond` answers every request with the handlers."""
-
-    name = "script"
-    Hyperparameters = Hyperparameters
-    channels = ()
+class UserModule:
+    """The endpoint `create_app` serves in script mode: the user's handlers answer every request."""
 
     def __init__(self, module: Any, model_dir: Path, mode: ScriptMode) -> None:
         found = {n: getattr(module, n, None) for n in ("model_fn", "transform_fn", *HOOKS)}
@@ -88,7 +80,7 @@ class UserModule(Algorithm):
             raise UserError(f"The inference module {module.__name__} has no model_fn(model_dir), and the "
                             f"default one could not load the model: {exc.message}", status=500) from None
 
-    def respond(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str]:
+    def answer(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str]:
         content_type = content_type or ct.JSON
         if not accept or accept.strip() == "*/*":
             accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or ct.JSON
@@ -104,19 +96,9 @@ class UserModule(Algorithm):
             result = self.output_fn(self.predict_fn(self.input_fn(data, content_type), self.model), accept)
         return _as_response(result, accept)
 
-    @classmethod
-    def train(cls, job: TrainingJob) -> None:
-        raise NotImplementedError("user modules serve; common/script_mode/training.py runs training scripts")
-
-    def save(self, model_dir: Path) -> None:
-        raise NotImplementedError("the user's training script saves its model")
-
-    @classmethod
-    def load(cls, model_dir: Path) -> UserModule:
-        raise NotImplementedError("common/script_mode/serving.py loads user modules")
-
-    def predict(self, batch: Batch, accept: MediaType) -> Columns:
-        raise NotImplementedError("respond() answers every request")
+    def warm_up(self) -> None:
+        """The user's model_fn already ran; their handlers are theirs to warm."""
+        return None
 
 
 def _parameter_count(function: Callable[..., Any]) -> int:

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
-from common.paths import Paths, read_json_object
+from common.paths import FAILURE_LIMIT, Paths, read_json_object
 from common.script_mode import ScriptMode, child, code, env
-from common.training import FAILURE_LIMIT
 
 log = logging.getLogger(__name__)
 COMMAND_LIMIT = 200  # characters of the command shown in the failure file; the script's stderr gets the rest
@@ -67,8 +66,7 @@ def run_if_requested(paths: Paths, mode: ScriptMode) -> int | None:
         return 0
     message = failure_message(program, exit_code, stderr_tail, command)
     log.error("%s", message)
-    paths.output.mkdir(parents=True, exist_ok=True)
-    paths.failure.write_text(message[:FAILURE_LIMIT])
+    paths.write_failure(message)
     return exit_code
 
 

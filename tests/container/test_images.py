@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 import requests
 
-from common.local import write_job
-from common.recordio import encode_dense
+from common.data.recordio_writer import encode_dense
+from tools.local import write_job
 
 pytestmark = pytest.mark.container
 REPO = Path(__file__).resolve().parents[2]
@@ -189,6 +189,7 @@ def test_image_declares_the_sagemaker_label_and_port(engine: list[str], image: s
     config = json.loads(subprocess.run([*engine, "image", "inspect", "--format", "{{json .Config}}", image],
                                        capture_output=True, text=True, check=True).stdout)
     assert config["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+    assert config["Labels"]["com.amazonaws.sagemaker.capabilities.multi-models"] == "true"
     assert "8080/tcp" in config["ExposedPorts"]
     assert config["Entrypoint"] == ["python", "-m", "common.entrypoint"]
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import requests
 
-from common.local import write_job
 from tests.container.test_images import _find_engine, _logs, _run, _selected, _serving
+from tools.local import write_job
 
 pytestmark = pytest.mark.container
 

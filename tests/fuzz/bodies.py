@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from common import recordio
+from common.data import recordio_writer as recordio
 from tests.fuzz.corpus import KNOWN_BAD
 
 MAGIC = 0xCED7230A

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from common.batch import Batch, concat
+from common.data.batch import Batch, concat
 from common.errors import UserError
 
 READERS = ("csv", "json", "jsonlines", "recordio", "libsvm")
@@ -23,23 +23,23 @@ def make_reader(kind: str, option: int = 0, chunk_bytes: int | None = None) -> A
     """The reader for `kind`; `option` is CSV's label_size or libsvm's labelled (1) / request (0) mode."""
     chunk = {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
     if kind == "csv":
-        from common.readers.csv_reader import CsvReader
+        from common.data.csv_reader import CsvReader
 
         return CsvReader(option, **chunk)
     if kind == "json":
-        from common.readers.json_reader import JsonReader
+        from common.data.json_reader import JsonReader
 
         return JsonReader()
     if kind == "jsonlines":
-        from common.readers.json_reader import JsonLinesReader
+        from common.data.json_reader import JsonLinesReader
 
         return JsonLinesReader()
     if kind == "recordio":
-        from common.readers.recordio import RecordIOReader
+        from common.data.recordio_reader import RecordIOReader
 
         return RecordIOReader(**chunk)
     if kind == "libsvm":
-        from common.readers.libsvm_reader import LibsvmReader
+        from common.data.libsvm_reader import LibsvmReader
 
         return LibsvmReader(labelled=bool(option), **chunk)
     raise ValueError(kind)
@@ -169,7 +169,7 @@ _MODELS: dict[tuple[str, str], Any] = {}
 def replay(algorithm: str, model_dir: str, body: bytes, content_type: str, accept: str | None) -> tuple:
     """`invoke` on a model loaded in this child: ("ok", mimetype), ("user_error", status, message) or
     ("error", exception type, innermost file:line, the traceback's last line, its last lines)."""
-    from common.serving import invoke
+    from common.serving.app import invoke
 
     model = _model(algorithm, model_dir)
     try:

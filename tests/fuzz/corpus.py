@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from common.recordio import _varint
+from common.data.recordio_writer import _varint
 
 MAGIC = 0xCED7230A
 

@@ -1,9 +1,9 @@
-"""Every response encoder in common/encoders.py on hypothesis-made columns: NaN, inf, huge and tiny values,
+"""Every response encoder in common/data/registry.py on hypothesis-made columns: NaN, inf, huge and tiny values,
 empty columns and vectors, integer and boolean dtypes, odd column names.
 
 Each output must be valid for its format and hold the columns: strict JSON (no NaN tokens; non-finite
 values are null), one JSON Lines line per row, CSV with one line per row and one field per value (readable by
-CsvReader), RecordIO frames that common/readers/recordio.py scans and tests/responses.py decodes. A column of
+CsvReader), RecordIO frames that common/data/recordio_reader.py scans and tests/responses.py decodes. A column of
 strings is refused with ValueError, never encoded wrongly.
 """
 
@@ -18,10 +18,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from common import encoders
-from common.readers.csv_reader import CsvReader
-from common.readers.recordio import _frames
-from common.tabular import response_body
+from common.data import registry as encoders
+from common.data.columns import ResponseLayout
+from common.data.csv_reader import CsvReader
+from common.data.recordio_reader import _frames
+from common.tabular.tables import response_body
 from tests.responses import decode_label_records
 
 DTYPES = [np.float32, np.float64, np.int64, np.int32, np.bool_]
@@ -67,7 +68,7 @@ def _check_records(records: list, cols: dict[str, np.ndarray]) -> None:
 
 @given(columns())
 def test_json(cols: dict[str, np.ndarray]) -> None:
-    out = encoders.encode(cols, "application/json", "predictions")
+    out = encoders.encode(cols, "application/json", ResponseLayout(envelope="predictions"))
     document = json.loads(out.decode("utf-8"), parse_constant=_no_constants)
     assert list(document) == ["predictions"]
     _check_records(document["predictions"], cols)
@@ -131,7 +132,7 @@ def test_recordio(cols: dict[str, np.ndarray]) -> None:
             assert np.array_equal(np.asarray(row[name], np.float32), want, equal_nan=True), (name, i)
 
 
-@pytest.mark.parametrize("accept", sorted(encoders.ENCODERS))
+@pytest.mark.parametrize("accept", sorted(encoders.WRITERS))
 @given(st.lists(st.text(max_size=5), min_size=1, max_size=5))
 def test_string_columns_are_refused_or_encoded(accept: str, labels: list[str]) -> None:
     cols = {"predicted_label": np.asarray(labels)}

@@ -27,15 +27,15 @@ import numpy as np
 import psutil
 import pytest
 
-from common import content_types as ct
 from common.algorithm import load_algorithm
-from common.local import run_entrypoint, write_job
-from common.recordio import encode_sparse
+from common.data import content_types as ct
+from common.data.recordio_writer import encode_sparse
 from tests.fuzz import bodies
 from tests.fuzz.checks import minimize, replay
 from tests.fuzz.conftest import SERVER_RESULTS
 from tests.fuzz.isolation import ChildDied, Isolated
 from tests.integration.helpers import free_port, train
+from tools.local import run_entrypoint, write_job
 
 BODIES = int(os.environ.get("FUZZ_BODIES", "10000"))
 SEED = os.environ.get("FUZZ_SEED", "0")

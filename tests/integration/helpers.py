@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from common.local import entrypoint_env, run_entrypoint
+from tools.local import entrypoint_env, run_entrypoint
 
 
 def free_port() -> int:
@@ -25,6 +26,32 @@ def train(algorithm: str, base: Path, extra_env: dict[str, str] | None = None,
     return subprocess.run([sys.executable, "-m", "common.entrypoint", "train"],
                           env=entrypoint_env(algorithm, base, extra_env), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def cluster_env(hosts: list[str], **extra: str) -> dict[str, str]:
+    """What every host's entrypoint needs to form one cluster on this machine: all hosts at 127.0.0.1 and a
+    free port for the collective. `extra` adds to it (ALGO_LIGHTGBM_PORT=..., OMP_NUM_THREADS="1")."""
+    return {"ALGO_HOST_ADDRESSES": json.dumps({host: "127.0.0.1" for host in hosts}),
+            "ALGO_COLLECTIVE_PORT": str(free_port()), "ALGO_COLLECTIVE_TIMEOUT": "60", **extra}
+
+
+def train_hosts(algorithm: str, bases: list[Path], hosts: list[str], extra_env: dict[str, str] | None = None,
+                timeout: float = 180) -> list[subprocess.CompletedProcess]:
+    """Train on every host at once, one entrypoint each (bases[i] holds hosts[i]'s job, written with
+    write_job(..., host=hosts[i], hosts=hosts)), as one cluster; each host's output is its stdout and stderr."""
+    env = cluster_env(hosts, **(extra_env or {}))
+    processes = [subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"],
+                                  env=entrypoint_env(algorithm, base, env), text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for base in bases]
+    try:
+        outputs = [process.communicate(timeout=timeout)[0] for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return [subprocess.CompletedProcess(process.args, process.returncode, output)
+            for process, output in zip(processes, outputs)]
 
 
 @contextmanager

@@ -15,10 +15,10 @@ import requests
 import scipy.sparse as sp
 
 from algorithms.fm.algorithm import FactorizationMachines
-from common.local import entrypoint_env, feed_pipes, write_job
-from common.recordio import encode_dense, encode_sparse
-from tests.integration.helpers import free_port, serving, train
+from common.data.recordio_writer import encode_dense, encode_sparse
+from tests.integration.helpers import serving, train, train_hosts
 from tests.responses import decode_label_records
+from tools.local import entrypoint_env, feed_pipes, write_job
 
 NAN = (" is empty or NaN, and this algorithm needs a value in every field (only XGBoost, LightGBM and CatBoost "
        "read missing values); fill or drop it.")
@@ -121,17 +121,11 @@ def test_dense_rows_and_other_tensor_types_train_like_float32(tmp_path: Path, dt
 def test_two_hosts_sharded_no_worse_than_one(tmp_path: Path) -> None:
     files = [_write(tmp_path, f"part-{i}.rec", encode_sparse(X[i::4], Y[i::4])) for i in range(4)]
     hosts = ["algo-1", "algo-2"]
-    env = {"ALGO_HOST_ADDRESSES": json.dumps({h: "127.0.0.1" for h in hosts}),
-           "ALGO_COLLECTIVE_PORT": str(free_port()), "ALGO_COLLECTIVE_TIMEOUT": "60"}
-    processes = []
     for rank, host in enumerate(hosts):
-        base = tmp_path / host
-        write_job(base, HP, {"train": (files[rank::2], None)}, host=host, hosts=hosts, distribution="ShardedByS3Key")
-        processes.append(subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"],
-                                          env=entrypoint_env("fm", base, env),
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate(timeout=180)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
+        write_job(tmp_path / host, HP, {"train": (files[rank::2], None)}, host=host, hosts=hosts,
+                  distribution="ShardedByS3Key")
+    results = train_hosts("fm", [tmp_path / host for host in hosts], hosts)
+    assert [r.returncode for r in results] == [0, 0], [r.stdout for r in results]
     assert not (tmp_path / "algo-2" / "model" / "model_algo-1").exists()
     single = tmp_path / "single"
     write_job(single, HP, {"train": (files, None)})

@@ -18,10 +18,10 @@ import requests
 import scipy.sparse as sp
 from sklearn.datasets import make_blobs
 
-from common.local import entrypoint_env, feed_pipes, write_job
-from common.recordio import encode_dense, encode_sparse
-from tests.integration.helpers import free_port, serving, train
+from common.data.recordio_writer import encode_dense, encode_sparse
+from tests.integration.helpers import serving, train, train_hosts
 from tests.responses import decode_label_records
+from tools.local import entrypoint_env, feed_pipes, write_job
 
 X, _ = make_blobs(n_samples=2000, centers=5, n_features=4, random_state=1)
 X = X.astype(np.float32)
@@ -53,6 +53,28 @@ def test_csv_file_mode_with_test_channel(tmp_path: Path) -> None:
     assert re.search(r"#quality_metric: host=algo-1, test msd <loss>=(\S+)", lines[-2])
     assert re.search(r"#quality_metric: host=algo-1, test ssd <loss>=(\S+)", lines[-1])
     assert "#throughput_metric: host=algo-1, train throughput=" in result.stdout
+
+
+def test_progress_lines_beside_unchanged_metric_lines(tmp_path: Path) -> None:
+    data = tmp_path / "train.csv"
+    np.savetxt(data, X, delimiter=",")
+    base = tmp_path / "ml"
+    write_job(base, {**HP, "epochs": "2", "extra_center_factor": "2", "eval_metrics": '["msd", "ssd"]'},
+              {"train": ([data], "text/csv"), "test": ([data], "text/csv;label_size=0")})
+    result = train("kmeans", base, {"SM_PROGRESS_INTERVAL_S": "0"})  # a progress line after every mini-batch
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    speed = r"(?:[\d,.]+ rows/s|[\d.]+ s each)"
+    assert re.search(rf"\] epoch 1/2: 1,200 rows, {speed}, elapsed [\d.]+ s$", out, re.M)  # total not known yet
+    assert re.search(rf"\] epoch 2/2: 800/2,000 rows \(40\.0 %\), {speed}, elapsed [\d.]+ s, ETA [\d.]+ s$", out, re.M)
+    assert re.search(rf"\] epoch 2/2: 2,000 rows in [\d.]+ s, {speed}$", out, re.M)
+    assert re.search(r"\] training: 1/2 epochs \(50\.0 %\), .*, ETA [\d.]+ s$", out, re.M)
+    assert "] Metrics: train:msd is not measured on training rows" in out
+    assert "#progress_metric: host=algo-1, completed 50.0 % of epochs" in out
+    assert re.search(r"#throughput_metric: host=algo-1, train throughput=\d+(\.\d+)? records/second$", out, re.M)
+    lines = [line for line in out.splitlines() if "#quality_metric" in line]
+    assert [re.search(r"#quality_metric: host=algo-1, (train msd|test msd|test ssd) <loss>=(\S+)$", line).group(1)
+            for line in lines] == ["train msd", "test msd", "test ssd"]
 
 
 def test_sparse_recordio_in_pipe_mode_two_epochs(tmp_path: Path) -> None:
@@ -103,19 +125,11 @@ def test_two_hosts_sharded_make_one_model_as_good_as_one_host(tmp_path: Path) ->
         path.write_bytes(encode_dense(part))
         files.append(path)
     hosts = ["algo-1", "algo-2"]
-    port = free_port()
-    env = {"ALGO_HOST_ADDRESSES": json.dumps({h: "127.0.0.1" for h in hosts}), "ALGO_COLLECTIVE_PORT": str(port),
-           "ALGO_COLLECTIVE_TIMEOUT": "60"}
-    processes = []
     for rank, host in enumerate(hosts):
-        base = tmp_path / host
-        write_job(base, {**HP, "epochs": "2"}, {"train": (files[rank::2], None)}, host=host, hosts=hosts,
+        write_job(tmp_path / host, {**HP, "epochs": "2"}, {"train": (files[rank::2], None)}, host=host, hosts=hosts,
                   distribution="ShardedByS3Key")
-        processes.append(subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"],
-                                          env=entrypoint_env("kmeans", base, env),
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate(timeout=180)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
+    results = train_hosts("kmeans", [tmp_path / host for host in hosts], hosts)
+    assert [r.returncode for r in results] == [0, 0], [r.stdout for r in results]
     assert (tmp_path / "algo-1" / "model" / "model_algo-1").is_file()
     assert not (tmp_path / "algo-2" / "model" / "model_algo-1").exists()
     assert _inertia(_centers(tmp_path / "algo-1")) < 1.02 * _inertia(_reference_centers())

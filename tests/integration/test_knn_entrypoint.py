@@ -14,12 +14,12 @@ import pytest
 import requests
 from sklearn.datasets import make_blobs
 
-from common.batch import Batch
-from common.content_types import MediaType
-from common.local import entrypoint_env, feed_pipes, write_job
-from common.recordio import encode_dense
-from tests.integration.helpers import free_port, serving, train
+from common.data.batch import Batch
+from common.data.recordio_writer import encode_dense
+from common.serving.request import Options
+from tests.integration.helpers import serving, train, train_hosts
 from tests.responses import decode_label_records
+from tools.local import entrypoint_env, feed_pipes, write_job
 
 NAN = (" is empty or NaN, and this algorithm needs a value in every field (only XGBoost, LightGBM and CatBoost "
        "read missing values); fill or drop it.")
@@ -53,7 +53,7 @@ def test_csv_file_mode_with_test_channel_prints_both_metric_forms(tmp_path: Path
                          "test": ([_csv(tmp_path / "test.csv", X[500:], Y[500:])], "text/csv")})
     result = train("knn", base)
     assert result.returncode == 0, result.stdout + result.stderr
-    predicted = _model(base).predict(Batch(X[500:]), MediaType("application/json"))["predicted_label"]
+    predicted = _model(base).predict(Batch(X[500:]), Options())["predicted_label"]
     accuracy = float(np.mean(predicted == Y[500:]))
     lines = _metric_lines(result.stdout)
     assert lines[-2].endswith(f"#test_score (algo-1) : ('accuracy', {accuracy!r})")
@@ -88,19 +88,13 @@ def test_two_hosts_sharded_sample_their_share_and_the_leader_indexes_all(tmp_pat
         files.append(path)
     tests = [_csv(tmp_path / f"test-{i}.csv", X[r], Y[r]) for i, r in enumerate((range(0, 70), range(70, 200)))]
     hosts = ["algo-1", "algo-2"]
-    env = {"ALGO_HOST_ADDRESSES": json.dumps({h: "127.0.0.1" for h in hosts}),
-           "ALGO_COLLECTIVE_PORT": str(free_port()), "ALGO_COLLECTIVE_TIMEOUT": "60"}
-    processes = []
     for rank, host in enumerate(hosts):
-        base = tmp_path / host
-        write_job(base, {**HP, "sample_size": "101"}, {"train": (files[rank::2], None),
-                                                       "test": ([tests[rank]], "text/csv")},
+        write_job(tmp_path / host, {**HP, "sample_size": "101"}, {"train": (files[rank::2], None),
+                                                                  "test": ([tests[rank]], "text/csv")},
                   host=host, hosts=hosts, distribution="ShardedByS3Key")
-        processes.append(subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"],
-                                          env=entrypoint_env("knn", base, env),
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate(timeout=180)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
+    results = train_hosts("knn", [tmp_path / host for host in hosts], hosts)
+    outputs = [r.stdout for r in results]
+    assert [r.returncode for r in results] == [0, 0], outputs
     assert not (tmp_path / "algo-2" / "model" / "model_algo-1").exists()
     model = _model(tmp_path / "algo-1")
     exported = model.export()
@@ -110,7 +104,7 @@ def test_two_hosts_sharded_sample_their_share_and_the_leader_indexes_all(tmp_pat
     assert (row_ids < 300).sum() == 51 and (row_ids >= 300).sum() == 50  # algo-1 takes the odd one
     np.testing.assert_array_equal(exported["vectors"], X[in_host_order[row_ids]])
     np.testing.assert_array_equal(exported["labels"], Y[in_host_order[row_ids]])
-    predicted = model.predict(Batch(X[:200]), MediaType("application/json"))["predicted_label"]
+    predicted = model.predict(Batch(X[:200]), Options())["predicted_label"]
     accuracy = float(np.mean(predicted == Y[:200]))  # both hosts' test shards, scored where they are
     assert _metric_lines(outputs[0])[-1].endswith(f"test accuracy <score>={accuracy!r}")
     assert not _metric_lines(outputs[1])

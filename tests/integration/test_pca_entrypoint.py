@@ -14,10 +14,10 @@ import requests
 import scipy.sparse as sp
 
 from algorithms.pca.algorithm import PCA
-from common.local import entrypoint_env, feed_pipes, write_job
-from common.recordio import encode_dense, encode_sparse
-from tests.integration.helpers import free_port, serving, train
+from common.data.recordio_writer import encode_dense, encode_sparse
+from tests.integration.helpers import serving, train, train_hosts
 from tests.responses import decode_label_records
+from tools.local import entrypoint_env, feed_pipes, write_job
 
 NAN = (" is empty or NaN, and this algorithm needs a value in every field (only XGBoost, LightGBM and CatBoost "
        "read missing values); fill or drop it.")
@@ -97,19 +97,12 @@ def test_two_hosts_sharded_equal_one_host(tmp_path: Path, mode: str) -> None:
         path.write_bytes(encode_dense(part))
         files.append(path)
     hosts = ["algo-1", "algo-2"]
-    env = {"ALGO_HOST_ADDRESSES": json.dumps({h: "127.0.0.1" for h in hosts}),
-           "ALGO_COLLECTIVE_PORT": str(free_port()), "ALGO_COLLECTIVE_TIMEOUT": "60"}
     hyperparameters = {**HP, "algorithm_mode": mode}
-    processes = []
     for rank, host in enumerate(hosts):
-        base = tmp_path / host
-        write_job(base, hyperparameters, {"train": (files[rank::2], None)}, host=host, hosts=hosts,
+        write_job(tmp_path / host, hyperparameters, {"train": (files[rank::2], None)}, host=host, hosts=hosts,
                   distribution="ShardedByS3Key")
-        processes.append(subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"],
-                                          env=entrypoint_env("pca", base, env),
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate(timeout=180)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
+    results = train_hosts("pca", [tmp_path / host for host in hosts], hosts)
+    assert [r.returncode for r in results] == [0, 0], [r.stdout for r in results]
     assert not (tmp_path / "algo-2" / "model" / "model_algo-1").exists()
     two = PCA.load(tmp_path / "algo-1" / "model")
     single = tmp_path / "single"

@@ -14,11 +14,11 @@ import requests
 import scipy.sparse as sp
 
 from algorithms.rcf.algorithm import RandomCutForest
-from common.local import entrypoint_env, feed_pipes, write_job
+from common.data.recordio_writer import encode_dense, encode_sparse
 from common.metrics import template_regex
-from common.recordio import encode_dense, encode_sparse
-from tests.integration.helpers import free_port, serving, train
+from tests.integration.helpers import serving, train, train_hosts
 from tests.responses import decode_label_records
+from tools.local import entrypoint_env, feed_pipes, write_job
 
 NAN = (" is empty or NaN, and this algorithm needs a value in every field (only XGBoost, LightGBM and CatBoost "
        "read missing values); fill or drop it.")
@@ -86,26 +86,21 @@ def test_recordio_pipe_mode_with_recordio_test_labels(tmp_path: Path) -> None:
     assert "completed 100.0 % of epochs" in result.stdout
 
 
-def _two_hosts(tmp_path: Path, distribution: str) -> tuple[list[subprocess.Popen], list[str]]:
+def _two_hosts(tmp_path: Path, distribution: str) -> tuple[list[int], list[str]]:
     files = [_csv(tmp_path / f"part-{i}.csv", part) for i, part in enumerate(np.array_split(X, 4))]
     hosts = ["algo-1", "algo-2"]
-    env = {"ALGO_HOST_ADDRESSES": json.dumps({h: "127.0.0.1" for h in hosts}),
-           "ALGO_COLLECTIVE_PORT": str(free_port()), "ALGO_COLLECTIVE_TIMEOUT": "60"}
     labelled = _csv(tmp_path / "test.csv", np.column_stack([TEST_Y, TEST_X]))
-    processes = []
     for rank, host in enumerate(hosts):
-        base = tmp_path / host
-        _job(base, HP, {"train": (files[rank::2], "text/csv"), "test": ([labelled], "text/csv;label_size=1")},
+        _job(tmp_path / host, HP, {"train": (files[rank::2], "text/csv"),
+                                   "test": ([labelled], "text/csv;label_size=1")},
              distributions={"train": distribution}, host=host, hosts=hosts)
-        processes.append(subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"],
-                                          env=entrypoint_env("rcf", base, env),
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    return processes, [p.communicate(timeout=180)[0] for p in processes]
+    results = train_hosts("rcf", [tmp_path / host for host in hosts], hosts)
+    return [r.returncode for r in results], [r.stdout for r in results]
 
 
 def test_two_hosts_build_their_share_and_the_leader_gathers_one_forest(tmp_path: Path) -> None:
-    processes, outputs = _two_hosts(tmp_path, "ShardedByS3Key")
-    assert [p.returncode for p in processes] == [0, 0], outputs
+    returncodes, outputs = _two_hosts(tmp_path, "ShardedByS3Key")
+    assert returncodes == [0, 0], outputs
     assert all("Built 25 trees on this host." in out for out in outputs)
     assert "3000 samples gathered from 3000 rows on 2 host(s)." in outputs[0]
     assert not (tmp_path / "algo-2" / "model").exists()
@@ -120,8 +115,8 @@ def test_two_hosts_build_their_share_and_the_leader_gathers_one_forest(tmp_path:
 
 
 def test_two_hosts_refuse_a_replicated_train_channel(tmp_path: Path) -> None:
-    processes, outputs = _two_hosts(tmp_path, "FullyReplicated")
-    assert [p.returncode for p in processes] == [1, 1], outputs
+    returncodes, outputs = _two_hosts(tmp_path, "FullyReplicated")
+    assert returncodes == [1, 1], outputs
     for host in ("algo-1", "algo-2"):
         assert (tmp_path / host / "output" / "failure").read_text() == (
             "ClientError: The train channel must be ShardedByS3Key when training on 2 hosts; it is FullyReplicated.")

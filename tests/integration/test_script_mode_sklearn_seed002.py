@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import requests
 
-from common.local import write_job
 from tests.integration.helpers import serving, train
 from tests.unit.test_script_mode_s3 import moto_s3, put_object, use_s3
+from tools.local import write_job
 
 pytest.importorskip("catboost")
 xgb = pytest.importorskip("xgboost")

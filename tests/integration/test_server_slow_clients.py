@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import requests
 
-from common.local import write_job
-from common.recordio import encode_dense
+from common.data.recordio_writer import encode_dense
 from tests.integration.helpers import serving, train
+from tools.local import write_job
 
 PING_DEADLINE = 2.0  # SageMaker fails the endpoint when /ping takes longer
 READ_TIMEOUT = 5  # the server's default SAGEMAKER_MODEL_SERVER_READ_TIMEOUT

@@ -22,11 +22,11 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from common.algorithm import load_algorithm
-from common.batch import Batch
-from common.content_types import MediaType
-from common.local import entrypoint_env, write_job
-from common.recordio import encode_dense
+from common.data.batch import Batch
+from common.data.recordio_writer import encode_dense
+from common.serving.request import Options
 from tests.integration.helpers import train
+from tools.local import entrypoint_env, write_job
 
 SLOW_CHECKPOINTS = """
 import time
@@ -117,7 +117,7 @@ def _model(algorithm: str, base: Path) -> tuple[dict[str, np.ndarray], dict[str,
     """The model's exported arrays, and its predictions for the training rows."""
     model = load_algorithm(algorithm).load(base / "model")
     width = getattr(model, "num_features", getattr(model, "feature_dim", X.shape[1]))
-    predictions = {} if algorithm == "xgboost" else model.predict(Batch(X[:, :width]), MediaType("application/json"))
+    predictions = {} if algorithm == "xgboost" else model.predict(Batch(X[:, :width]), Options())
     return model.export(), predictions
 
 

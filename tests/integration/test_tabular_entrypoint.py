@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from common.local import entrypoint_env, write_job
-from tests.integration.helpers import free_port, serving, train
+from tests.integration.helpers import free_port, serving, train, train_hosts
 from tests.unit.test_lightgbm import tabular, write_csv
+from tools.local import entrypoint_env, write_job
 
 LGB_FAST = {"num_boost_round": "20"}
 CB_FAST = {"iterations": "40", "learning_rate": "0.2", "verbose": "10"}
@@ -88,9 +88,15 @@ def test_lightgbm_serves_json_jsonlines_and_clear_errors(lgb_binary: tuple[Path,
                                                         "count is 4.\n")
         text = _post(url, "0.5,2,0.1,0.2\n0.5,abc,1,2\n")
         assert (text.status_code, text.text) == (400, "Line 2 of request, column 2: 'abc' is not a number.\n")
-        assert _post(url, ROW, "application/json").status_code == 415
-        refused = _post(url, ROW, accept="text/csv")
-        assert refused.status_code == 406 and refused.text.startswith("Accept 'text/csv' is not supported")
+        as_json = _post(url, json.dumps({"instances": [{"features": [float(v) for v in ROW.split(",")]}]}),
+                        "application/json")
+        assert as_json.json()["probabilities"] == _post(url, ROW).json()["probabilities"]
+        assert _post(url, ROW, "application/x-recordio-protobuf").status_code == 415
+        as_csv = _post(url, ROW, accept="text/csv;verbose")  # the probabilities once, then the label
+        one = _post(url, ROW, accept="application/json;verbose").json()
+        assert [float(v) for v in as_csv.text.split(",")] == [*one["probabilities"][0], one["predicted_label"][0]]
+        refused = _post(url, ROW, accept="text/libsvm")
+        assert refused.status_code == 406 and refused.text.startswith("Accept 'text/libsvm' is not supported")
 
 
 def test_lightgbm_inspect_prints_importances_and_the_dump(lgb_binary: tuple[Path, str]) -> None:
@@ -129,19 +135,14 @@ def test_lightgbm_regression_single_channel_layout(tmp_path: Path) -> None:
 def test_lightgbm_two_hosts_over_its_own_network(tmp_path: Path) -> None:
     x, y = tabular(n=1200, classes=2)
     hosts = ["algo-1", "algo-2"]
-    env = {"ALGO_HOST_ADDRESSES": json.dumps({h: "127.0.0.1" for h in hosts}), "ALGO_COLLECTIVE_PORT":
-           str(free_port()), "ALGO_LIGHTGBM_PORT": str(free_port()), "ALGO_COLLECTIVE_TIMEOUT": "60"}
-    processes = []
     for rank, host in enumerate(hosts):
-        base = tmp_path / host
         shard = write_csv(tmp_path / f"shard-{rank}" / "train.csv", x[rank::2], y[rank::2])
-        write_job(base, {**LGB_FAST, "early_stopping_rounds": "5"}, {"train": ([shard], "text/csv")},
+        write_job(tmp_path / host, {**LGB_FAST, "early_stopping_rounds": "5"}, {"train": ([shard], "text/csv")},
                   host=host, hosts=hosts, distribution="ShardedByS3Key")
-        processes.append(subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"],
-                                          env=entrypoint_env("lightgbm", base, env),
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate(timeout=180)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
+    results = train_hosts("lightgbm", [tmp_path / host for host in hosts], hosts,
+                          {"ALGO_LIGHTGBM_PORT": str(free_port())})
+    outputs = [r.stdout for r in results]
+    assert [r.returncode for r in results] == [0, 0], outputs
     for rank, out in enumerate(outputs):  # one LightGBM network: each host sees both shards' 960 rows
         assert f"[LightGBM] [Info] Local rank: {rank}, total number of machines: 2" in out
         assert "[LightGBM] [Info] Number of positive: 464, number of negative: 496" in out
@@ -179,20 +180,12 @@ def test_catboost_multiclass_regression_and_early_stopping(tmp_path: Path) -> No
 
 def test_catboost_refuses_several_hosts(tmp_path: Path) -> None:
     hosts = ["algo-1", "algo-2"]
-    env = {"ALGO_HOST_ADDRESSES": json.dumps({h: "127.0.0.1" for h in hosts}), "ALGO_COLLECTIVE_PORT":
-           str(free_port()), "ALGO_COLLECTIVE_TIMEOUT": "60"}
     x, y = tabular(classes=2)
-    processes = []
     for host in hosts:
-        base = tmp_path / host
-        write_job(base, CB_FAST, {"training": ([write_csv(tmp_path / "t.csv", x, y)], "text/csv")},
+        write_job(tmp_path / host, CB_FAST, {"training": ([write_csv(tmp_path / "t.csv", x, y)], "text/csv")},
                   host=host, hosts=hosts)
-        processes.append(subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"],
-                                          env=entrypoint_env("catboost", base, env),
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    for process in processes:
-        process.communicate(timeout=120)
-    assert [p.returncode for p in processes] == [1, 1]
+    results = train_hosts("catboost", [tmp_path / host for host in hosts], hosts, timeout=120)
+    assert [r.returncode for r in results] == [1, 1], [r.stdout for r in results]
     assert (tmp_path / "algo-1" / "output" / "failure").read_text() == (
         "ClientError: CatBoost trains on one instance only (CPU), but this job has 2 hosts (algo-1, algo-2); "
         "set instance_count=1.")

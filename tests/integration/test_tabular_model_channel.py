@@ -1,4 +1,4 @@
-"""Incremental training from the `model` channel (spec lightgbm.md §1.5), through the entrypoint."""
+"""Incremental training from the `model` channel (docs/images/lightgbm.md), through the entrypoint."""
 
 from __future__ import annotations
 

@@ -14,10 +14,10 @@ import requests
 import xgboost as xgb
 from sklearn.datasets import load_breast_cancer, load_digits
 
-from common.local import entrypoint_env, feed_pipes, write_job
-from common.recordio import encode_dense
-from tests.integration.helpers import free_port, serving, train
+from common.data.recordio_writer import encode_dense
+from tests.integration.helpers import serving, train, train_hosts
 from tests.responses import decode_label_records
+from tools.local import entrypoint_env, feed_pipes, write_job
 
 SEED_000 = {"max_depth": "5", "eta": "0.2", "gamma": "4", "min_child_weight": "6", "silent": "0",
             "objective": "multi:softmax", "num_class": "10", "num_round": "10"}
@@ -58,7 +58,7 @@ def seed000(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
                  for i, (x, y) in enumerate(zip(np.array_split(val_x, 5), np.array_split(val_y, 5)))]
     base = root / "single"
     write_job(base, SEED_000, {"train": (parts, "libsvm"), "validation": (val_parts, "libsvm")})
-    result = train("xgboost", base)
+    result = train("xgboost", base, {"SM_PROGRESS_INTERVAL_S": "0"})  # a progress line after every round
     assert result.returncode == 0, result.stdout + result.stderr
     return {"root": root, "parts": parts, "val_parts": val_parts, "base": base, "stdout": result.stdout}
 
@@ -67,6 +67,12 @@ def test_seed_000_single_instance_metrics_and_artifact(seed000: dict) -> None:
     evaluated = rounds(seed000["stdout"])
     assert [r["round"] for r in evaluated] == list(range(10))
     assert set(evaluated[0]) == {"round", "train-mlogloss", "validation-mlogloss"}
+    lines = seed000["stdout"].splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("[3]\t"))
+    speed = r"(?:[\d,.]+ rounds/s|[\d.]+ s each)"
+    assert re.search(rf"\] boosting: 4/10 rounds \(40\.0 %\), {speed}, elapsed [\d.]+ s, ETA ", lines[at + 1])
+    assert re.search(rf"\] boosting: 10 rounds in [\d.]+ s, {speed}$", seed000["stdout"], re.M)
+    assert "Metrics: on each round's line [n] train-<metric>:<value>" in seed000["stdout"]
     assert "'silent' is deprecated and ignored" in seed000["stdout"]
     booster = xgb.Booster()
     booster.load_model(str(seed000["base"] / "model" / "xgboost-model"))  # what users do with the artifact
@@ -98,19 +104,13 @@ def test_seed_000_client_code_against_the_1_0_1_version(seed000: dict) -> None:
 
 def test_seed_000_two_instances_sharded_by_s3_key(seed000: dict) -> None:
     root, hosts = seed000["root"], ["algo-1", "algo-2"]
-    env = {**ONE_HOST, "ALGO_HOST_ADDRESSES": json.dumps({h: "127.0.0.1" for h in hosts}),
-           "ALGO_COLLECTIVE_PORT": str(free_port()), "ALGO_COLLECTIVE_TIMEOUT": "60"}
-    processes = []
     for rank, host in enumerate(hosts):  # 5 files on 2 instances: 3 + 2, as the seed says
-        base = root / host
-        write_job(base, SEED_000, {"train": (seed000["parts"][rank::2], "libsvm"),
-                                   "validation": (seed000["val_parts"][rank::2], "libsvm")},
+        write_job(root / host, SEED_000, {"train": (seed000["parts"][rank::2], "libsvm"),
+                                          "validation": (seed000["val_parts"][rank::2], "libsvm")},
                   host=host, hosts=hosts, distribution="ShardedByS3Key")
-        processes.append(subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"], text=True,
-                                          env=entrypoint_env("xgboost", base, env), stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT))
-    outputs = [p.communicate(timeout=180)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
+    results = train_hosts("xgboost", [root / host for host in hosts], hosts, ONE_HOST)
+    outputs = [r.stdout for r in results]
+    assert [r.returncode for r in results] == [0, 0], outputs
     assert len(rounds(outputs[0])) == 10 and rounds(outputs[1]) == []  # the first host prints, alone
     assert not (root / "algo-2" / "model" / "xgboost-model").exists()
     models = []
@@ -300,7 +300,8 @@ def test_selectable_output_and_a_pickled_model(cancer: dict, tmp_path: Path) -> 
     booster.load_model(str(cancer["base"] / "model" / "xgboost-model"))
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "xgboost-model").write_bytes(pickle.dumps(booster))
-    command = [sys.executable, "-c", "from common.serving import create_app; from algorithms.xgboost import ALGORITHM; "
+    command = [sys.executable, "-c",
+               "from common.serving.app import create_app; from algorithms.xgboost import ALGORITHM; "
                f"import pathlib; app = create_app(ALGORITHM, pathlib.Path({str(tmp_path / 'model')!r})).test_client(); "
                "print(app.get('/ping').status_code, app.post('/invocations', data='1,2', content_type='text/csv')"
                ".status_code)"]

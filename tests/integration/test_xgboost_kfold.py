@@ -1,4 +1,4 @@
-"""XGBoost `_kfold` jobs through `python -m common.entrypoint` (spec xgboost.md §7.3), their ensemble served by
+"""XGBoost `_kfold` jobs through `python -m common.entrypoint` (docs/images/xgboost.md), their ensemble served by
 gunicorn, and what algorithm mode imports."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import requests
 import xgboost as xgb
 from sklearn.datasets import load_breast_cancer
 
-from common.local import entrypoint_env, write_job
-from tests.integration.helpers import free_port, serving, train
+from tests.integration.helpers import serving, train, train_hosts
+from tools.local import entrypoint_env, write_job
 
 X, Y = load_breast_cancer(return_X_y=True)
 FIELD = re.compile(r"^-?\d+\.\d{6}$")
@@ -108,17 +108,12 @@ def test_regression_without_validation_and_bad_values(tmp_path: Path) -> None:
 
 def test_two_hosts_train_the_folds_together(cancer_cv: dict, tmp_path: Path) -> None:
     root, hosts = cancer_cv["root"], ["algo-1", "algo-2"]
-    env = {"OMP_NUM_THREADS": "1", "ALGO_HOST_ADDRESSES": json.dumps({h: "127.0.0.1" for h in hosts}),
-           "ALGO_COLLECTIVE_PORT": str(free_port()), "ALGO_COLLECTIVE_TIMEOUT": "60"}
-    processes = []
     for host, name in zip(hosts, ("train.csv", "validation.csv")):  # one file each: 450 and 119 rows
         write_job(tmp_path / host, {"num_round": "3", "objective": "binary:logistic", "_kfold": "2"},
                   {"train": ([root / name], "text/csv")}, host=host, hosts=hosts, distribution="ShardedByS3Key")
-        processes.append(subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"], text=True,
-                                          env=entrypoint_env("xgboost", tmp_path / host, env),
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    outputs = [p.communicate(timeout=180)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
+    results = train_hosts("xgboost", [tmp_path / host for host in hosts], hosts, {"OMP_NUM_THREADS": "1"})
+    outputs = [r.stdout for r in results]
+    assert [r.returncode for r in results] == [0, 0], outputs
     assert sorted(p.name for p in (tmp_path / "algo-1" / "model").iterdir()) == ["xgboost-model-0", "xgboost-model-1"]
     assert not (tmp_path / "algo-2" / "model").exists() or not any((tmp_path / "algo-2" / "model").iterdir())
     for host, rows in zip(hosts, (450, 119)):  # every host writes its own rows' out-of-fold predictions

@@ -24,8 +24,8 @@ import requests
 import xgboost as xgb
 from sklearn.datasets import load_breast_cancer
 
-from common.local import entrypoint_env, write_job
-from tests.integration.helpers import free_port, serving, train
+from tests.integration.helpers import serving, train, train_hosts
+from tools.local import entrypoint_env, write_job
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "xgboost_script"
 TITANIC_HP = {"train": "titanic_train.csv", "max_depth": 3, "eta": 0.1, "subsample": 0.8, "colsample_bytree": 0.8,
@@ -196,20 +196,15 @@ def test_two_hosts_train_one_model_with_rabit_run(tmp_path: Path) -> None:
     hosts = ["algo-1", "algo-2"]
     # Without scikit-learn (the script does not use it): xgboost imports it when installed, 1.5 s per process.
     (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules.setdefault('sklearn', None)\n")
-    env = {"OMP_NUM_THREADS": "1", "ALGO_HOST_ADDRESSES": json.dumps({h: "127.0.0.1" for h in hosts}),
-           "ALGO_COLLECTIVE_PORT": str(free_port()), "ALGO_COLLECTIVE_TIMEOUT": "60",
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    env = {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     hp = sdk_hyperparameters({"max_depth": 3, "eta": 0.3, "objective": "binary:logistic", "num_round": 10},
                              "distributed_train.py", code)
-    processes = []
     for rank, host in enumerate(hosts):  # 3 files on 2 instances (ShardedByS3Key): 2 + 1
         write_job(tmp_path / host, hp, {"train": (parts[rank::2], "libsvm")}, host=host, hosts=hosts,
                   distribution="ShardedByS3Key")
-        processes.append(subprocess.Popen([sys.executable, "-m", "common.entrypoint", "train"], text=True,
-                                          env=entrypoint_env("xgboost", tmp_path / host, env), stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT))
-    outputs = [p.communicate(timeout=120)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs
+    results = train_hosts("xgboost", [tmp_path / host for host in hosts], hosts, env, timeout=120)
+    outputs = [r.stdout for r in results]
+    assert [r.returncode for r in results] == [0, 0], outputs
     assert "rank 0 of 2" in outputs[0] and "rank 1 of 2" in outputs[1]
     assert not (tmp_path / "algo-2" / "model" / "xgboost-model").exists()  # only the master saves
     booster = xgb.Booster()

@@ -21,7 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.modules["sklearn"] = None  # xgboost imports scikit-learn when installed: 1 s per host these tests skip
 
-from common.distributed import Cluster, ClusterError, Collective, connect  # noqa: E402
+from common.cluster.collective import Cluster, ClusterError, Collective  # noqa: E402
+from common.cluster.connect import connect  # noqa: E402
 
 last_success = time.monotonic()
 

@@ -13,12 +13,12 @@ from algorithms.catboost.algorithm import CatBoost, _params
 from algorithms.catboost.hyperparameters import CatBoostHyperparameters
 from common.errors import UserError
 from common.hyperparameters import parse_hyperparameters
-from common.local import write_job
 from common.paths import Paths
-from common.serving import invoke
-from common.tabular import read_tables
+from common.serving.app import invoke
+from common.tabular.tables import read_tables
 from common.training import run_training
 from tests.unit.test_lightgbm import tabular, write_csv
+from tools.local import write_job
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"iterations": "30", "learning_rate": "0.2", "verbose": "10"}
@@ -138,7 +138,7 @@ def test_bad_training_input_fails_with_one_sentence(tmp_path: Path) -> None:
 
 def test_several_hosts_are_refused(tmp_path: Path) -> None:
     from common.algorithm import TrainingJob
-    from common.distributed import Cluster, Collective
+    from common.cluster.collective import Cluster, Collective
     from common.metrics import MetricsEmitter
 
     job = TrainingJob(None, {}, Paths(tmp_path), Cluster(("algo-1", "algo-2"), "algo-1"), Collective(),

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import content_types as ct
 from common.channels import ChannelSpec, DataChannel, parse_input_data_config
+from common.data import content_types as ct
 from common.errors import UserError
 
 SPECS = (ChannelSpec("train", required=True, csv_label_size=None), ChannelSpec("test"))

@@ -1,4 +1,4 @@
-"""common.distributed: one host without network; several local processes as hosts on 127.0.0.1."""
+"""common.cluster.collective: one host without network; several local processes as hosts on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from common import xgboost_collective
-from common.distributed import Cluster, ClusterError, connect
-from common.xgboost_collective import GRACE_S, _XGBoostCollective, _XGBoostThread
+from common.cluster import xgboost_backend
+from common.cluster.collective import Cluster, ClusterError
+from common.cluster.connect import connect
+from common.cluster.xgboost_backend import GRACE_S, _XGBoostCollective, _XGBoostThread
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 
@@ -214,7 +215,7 @@ def test_dead_or_frozen_peer_fails_the_others_within_the_timeout(local_cluster, 
 
 
 def test_watchdog_gives_up_on_a_call_that_never_returns(monkeypatch):
-    monkeypatch.setattr(xgboost_collective, "GRACE_S", 0.0)
+    monkeypatch.setattr(xgboost_backend, "GRACE_S", 0.0)
     thread = _XGBoostThread()
     collective = _XGBoostCollective(Cluster(("algo-1", "algo-2"), "algo-1"), timeout_s=0.2, thread=thread)
     started = time.monotonic()

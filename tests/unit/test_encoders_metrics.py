@@ -9,9 +9,10 @@ import re
 import numpy as np
 import pytest
 
-from common import content_types as ct
-from common.content_types import MediaType, negotiate_accept
-from common.encoders import encode
+from common.data import content_types as ct
+from common.data.columns import ResponseLayout
+from common.data.content_types import MediaType, negotiate_accept
+from common.data.registry import encode
 from common.errors import UnsupportedAccept
 from common.metrics import PROGRESS, THROUGHPUT, MetricDefinition, MetricsEmitter
 from tests.conftest import all_algorithms
@@ -33,13 +34,13 @@ def test_jsonlines_csv_and_vector_columns() -> None:
         b'{"closest_cluster": 1.0, "distance_to_cluster": 1.0}\n')
     assert encode(COLUMNS, ct.CSV) == b"0.0,1.4142135381698608\n1.0,1.0\n"
     projections = {"projection": np.array([[1.5, 2.0], [3.0, 4.25]], np.float32)}
-    assert json.loads(encode(projections, ct.JSON, "projections")) == {
+    assert json.loads(encode(projections, ct.JSON, ResponseLayout(envelope="projections"))) == {
         "projections": [{"projection": [1.5, 2.0]}, {"projection": [3.0, 4.25]}]}
     assert encode(projections, ct.CSV) == b"1.5,2.0\n3.0,4.25\n"
 
 
 def test_non_finite_values_never_reach_json() -> None:
-    body = encode({"score": np.array([np.nan, 1.0])}, ct.JSON, "scores")
+    body = encode({"score": np.array([np.nan, 1.0])}, ct.JSON, ResponseLayout(envelope="scores"))
     assert json.loads(body) == {"scores": [{"score": None}, {"score": 1.0}]}
 
 
@@ -86,11 +87,11 @@ def test_every_published_regex_catches_its_own_line(algorithm: type) -> None:
     for definition in algorithm.metrics:
         emitter.emit(definition, 0.125)
         assert re.search(definition.regex, out.getvalue().splitlines()[-1]).group(1) == "0.125"
-    emitter.progress(50.0)
+    emitter.progress(100 / 3)
     emitter.throughput(1234.5)
     log = out.getvalue()
-    assert re.search(PROGRESS["Regex"], log).group(1) == "50.0"
-    assert re.search(THROUGHPUT["Regex"], log).group(1) == "1234.5"
+    assert re.search(PROGRESS["Regex"], log).group(1) == "33.3"  # one decimal
+    assert re.search(THROUGHPUT["Regex"], log).group(1) == "1230"  # 3 significant figures
     described = algorithm.describe()
     assert {d["Name"] for d in described["metric_definitions"]} >= {m.name for m in algorithm.metrics}
     json.dumps(described)

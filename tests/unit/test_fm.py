@@ -15,20 +15,20 @@ from algorithms.fm import kernels, training
 from algorithms.fm.algorithm import FactorizationMachines
 from algorithms.fm.artifact import MODEL_FILE, symbol_graph
 from algorithms.fm.hyperparameters import FMHyperparameters
-from common import content_types as ct
-from common.batch import Batch
-from common.content_types import MediaType
+from common.data import content_types as ct
+from common.data.batch import Batch
+from common.data.content_types import MediaType
+from common.data.ndarray_file import dump_ndarrays, load_ndarrays
 from common.errors import UserError
 from common.hyperparameters import parse_hyperparameters
-from common.ndarray_file import dump_ndarrays, load_ndarrays
-from common.serving import invoke
+from common.serving.app import invoke
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ndarray"
 JSON = MediaType(ct.JSON)
 
 
 def reference(x: np.ndarray, w0: float, w: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """The spec's §1.2 equation, pairwise, in float64."""
+    """The model equation (docs/images/fm.md, "Model equation"), pairwise, in float64."""
     x, v = np.asarray(x, np.float64), np.asarray(v, np.float64)
     gram = v @ v.T
     pairs = np.einsum("ni,ij,nj->n", x, np.triu(gram, 1), x)

@@ -18,14 +18,14 @@ from algorithms.kmeans.algorithm import KMeans
 from algorithms.lightgbm.algorithm import LightGBM
 from algorithms.xgboost.algorithm import XGBoost
 from common.channels import maybe_gunzip
+from common.data.csv_reader import CsvReader
+from common.data.json_reader import JsonReader
+from common.data.libsvm_reader import LibsvmReader
 from common.errors import UserError
-from common.local import write_job
 from common.paths import Paths
-from common.readers.csv_reader import CsvReader
-from common.readers.json_reader import JsonReader
-from common.readers.libsvm_reader import LibsvmReader
 from common.script_mode.code import _checked_members
 from common.training import run_training
+from tools.local import write_job
 
 
 @pytest.mark.parametrize("rows", [1, 4, 10_000])
@@ -36,7 +36,7 @@ def test_csv_rows_of_empty_fields_are_all_read(rows: int) -> None:
 
 def test_csv_empty_fields_in_a_separate_process_do_not_corrupt_memory() -> None:
     """The overflow once aborted the interpreter ("double free or corruption"): run it where that shows."""
-    code = ("from common.readers.csv_reader import CsvReader\n"
+    code = ("from common.data.csv_reader import CsvReader\n"
             "for n in (3, 2000, 100000):\n"
             "    assert CsvReader().parse(b',,,\\n' * n + b'1,2,3,4').features.shape == (n + 1, 4)\n"
             "    assert CsvReader().parse(b',\\n' * n).features.shape == (n, 2)\n")
@@ -89,7 +89,7 @@ def test_the_values_rule_missing_vs_infinite() -> None:
 
 
 def test_requests_follow_the_values_rule_per_algorithm() -> None:
-    from common.serving import invoke
+    from common.serving.app import invoke
 
     class Model(XGBoost):
         def __init__(self) -> None:

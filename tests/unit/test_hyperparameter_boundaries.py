@@ -24,7 +24,7 @@ from algorithms.catboost.hyperparameters import REGRESSION, AutoOrInteger, EvalM
 from algorithms.knn.hyperparameters import IntegerIn
 from algorithms.lightgbm.hyperparameters import MULTICLASS_METRICS, REGRESSION_METRICS
 from algorithms.xgboost.constraints import UPDATERS, EvalMetrics, IntTuple, NestedIntLists, Updaters
-from algorithms.xgboost.metric_names import ALL_METRICS
+from algorithms.xgboost.metric_catalog import ALL_METRICS
 from common.constraints import (
     INT32_MAX,
     AutoOr,
@@ -36,13 +36,13 @@ from common.constraints import (
     Real,
     Text,
 )
+from common.data.recordio_writer import encode_dense
 from common.errors import UserError
 from common.hyperparameters import parse_hyperparameters
-from common.local import write_job
 from common.paths import Paths
-from common.recordio import encode_dense
 from common.training import run_training
 from tests.conftest import algorithm_names
+from tools.local import write_job
 
 HUGE = str(10**20)  # stands for the top of an unbounded integer range
 COLUMNS = 3

@@ -10,9 +10,9 @@ import pytest
 
 from algorithms.catboost.algorithm import CatBoost
 from algorithms.lightgbm.algorithm import LightGBM
-from common.local import write_job
 from common.paths import Paths
 from common.training import run_training
+from tools.local import write_job
 
 # `hyperparameters.retrieve_default(model_id=..., model_version="*")` for the JumpStart tabular models,
 # as the SageMaker developer guide lists them.

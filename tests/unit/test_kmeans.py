@@ -15,15 +15,14 @@ from sklearn.datasets import load_digits, make_blobs
 
 from algorithms.kmeans import kernels
 from algorithms.kmeans.algorithm import KMeans
-from common import content_types as ct
-from common.batch import Batch
-from common.content_types import MediaType
+from common.data.batch import Batch
+from common.data.recordio_writer import encode_dense
 from common.errors import UserError
-from common.local import write_job
 from common.paths import Paths
-from common.recordio import encode_dense
-from common.serving import invoke
+from common.serving.app import invoke
+from common.serving.request import Options
 from common.training import run_training
+from tools.local import write_job
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ndarray"
 
@@ -119,7 +118,7 @@ def test_resume_from_checkpoint_skips_finished_epochs(base_dir: Path, capsys: py
 
 def test_spec_example_predictions() -> None:
     model = KMeans(np.array([[0, 0], [10, 10]], np.float32))
-    columns = model.predict(Batch(np.array([[1, 1], [9, 10]], np.float32)), MediaType(ct.JSON))
+    columns = model.predict(Batch(np.array([[1, 1], [9, 10]], np.float32)), Options())
     assert columns["closest_cluster"].tolist() == [0.0, 1.0]
     assert columns["distance_to_cluster"].tolist() == [1.4142135381698608, 1.0]
 
@@ -127,7 +126,7 @@ def test_spec_example_predictions() -> None:
 def test_predict_errors() -> None:
     model = KMeans(np.zeros((2, 3), np.float32))
     with pytest.raises(UserError) as caught:
-        model.predict(Batch(np.zeros((1, 2), np.float32)), MediaType(ct.JSON))
+        model.predict(Batch(np.zeros((1, 2), np.float32)), Options())
     assert caught.value.message == "Row 1 of request has 2 features but the model's feature_dim is 3."
     with pytest.raises(UserError) as caught:
         invoke(model, b"0,0,0\n0,inf,0\n", "text/csv", None)
@@ -149,7 +148,7 @@ def test_bring_your_own_model_made_by_mxnet_serves_as_is(tmp_path: Path) -> None
     rng = np.random.default_rng(7)
     data = np.concatenate([rng.normal(loc, 0.3, size=(20, 4)) for loc in (0.0, 3.0, -3.0)])
     sklearn_labels = SkKMeans(n_clusters=3, n_init=10, random_state=0).fit(data).labels_
-    columns = model.predict(Batch(data.astype(np.float32)), MediaType(ct.JSON))
+    columns = model.predict(Batch(data.astype(np.float32)), Options())
     assert columns["closest_cluster"].astype(int).tolist() == sklearn_labels.tolist()
 
 

@@ -18,19 +18,20 @@ from algorithms.knn.hyperparameters import KnnHyperparameters
 from algorithms.knn.reduction import Reduction, Transform
 from algorithms.knn.sampling import Reservoir, host_share
 from algorithms.knn.training import sample_host
-from common import content_types as ct
-from common.batch import Batch
 from common.channels import DataChannel, parse_input_data_config
-from common.content_types import MediaType
+from common.data import content_types as ct
+from common.data.batch import Batch
+from common.data.content_types import MediaType
+from common.data.recordio_writer import encode_dense, encode_sparse
 from common.errors import UserError
 from common.hyperparameters import parse_hyperparameters
-from common.local import write_job
 from common.paths import Paths
-from common.recordio import encode_dense, encode_sparse
-from common.serving import invoke
+from common.serving.app import invoke
+from common.serving.request import Options
 from common.training import run_training
+from tools.local import write_job
 
-JSON, VERBOSE = MediaType(ct.JSON), MediaType.parse("application/json; verbose=true")
+JSON, VERBOSE = Options(), Options(verbose=True)
 
 
 def _hp(**values: object) -> KnnHyperparameters:
@@ -136,7 +137,7 @@ def test_labels_are_answered_as_written_and_neighbor_ids_opt_in() -> None:
     x = np.arange(6, dtype=np.float32)[:, None]
     model = _fit(x, np.array([0.1, 0.1, 0.7, 2.5, 2.5, 2.5]), k=2)
     columns = model.predict(Batch(np.array([[0.2], [4.6]], np.float32)),
-                            MediaType.parse("application/json;Verbose=True; neighbor_ids=true"))
+                            Options.of(MediaType.parse("application/json;Verbose=True; neighbor_ids=true")))
     assert columns["predicted_label"].tolist() == [0.1, 2.5]
     assert columns["neighbor_ids"].tolist() == [[0.0, 1.0], [5.0, 4.0]]
 
@@ -244,8 +245,8 @@ def test_model_with_only_the_guides_metadata_keys_loads(tmp_path: Path) -> None:
                                                 '"dimension_reduction": null, "normalize": false, "version": "1.0"}')
     loaded = Knn.load(tmp_path)
     assert loaded.feature_dim == 4 and loaded.export()["vectors"].tolist() == np.eye(4).tolist()
-    assert loaded.predict(Batch(np.eye(4, dtype=np.float32)[:1]), MediaType.parse(
-        "application/json;neighbor_ids=true"))["neighbor_ids"].tolist() == [[0.0, 1.0]]
+    neighbors = loaded.predict(Batch(np.eye(4, dtype=np.float32)[:1]), Options(neighbor_ids=True))["neighbor_ids"]
+    assert neighbors.tolist() == [[0.0, 1.0]]
 
 
 def test_predict_errors() -> None:

@@ -13,11 +13,11 @@ from algorithms.lightgbm.algorithm import LightGBM
 from algorithms.lightgbm.hyperparameters import LightGBMHyperparameters
 from common.errors import UserError
 from common.hyperparameters import parse_hyperparameters
-from common.local import write_job
 from common.paths import Paths
-from common.serving import invoke
-from common.tabular import categorical_columns, holdout, locate, problem_of, read_tables
+from common.serving.app import invoke
+from common.tabular.tables import categorical_columns, holdout, locate, problem_of, read_tables
 from common.training import run_training
+from tools.local import write_job
 
 
 def tabular(n: int = 600, classes: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from common.errors import UserError
-from common.serving import create_app
+from common.serving.app import create_app
 from tests.fuzz.checks import check_reader, parsed_values
 from tests.fuzz.corpus import KNOWN_BAD, REFUSED, ROWS_OR_REFUSED, STILL_FAILING, Rows
 from tests.fuzz.isolation import Isolated
@@ -66,7 +66,7 @@ def test_empty_csv_fields_are_nan(child: Isolated) -> None:
 @pytest.mark.parametrize("damage", ["truncated", "flipped", "bad header"])
 def test_corrupt_gzip_in_a_training_channel_is_the_users(damage: str) -> None:
     from common.channels import maybe_gunzip
-    from common.readers.csv_reader import CsvReader
+    from common.data.csv_reader import CsvReader
 
     packed = bytearray(gzip.compress(b"1,2,3\n" * 5000))
     if damage == "truncated":

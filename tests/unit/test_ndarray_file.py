@@ -1,4 +1,4 @@
-"""common/ndarray_file.py against files written by real MXNet 1.9.1 (tests/fixtures/ndarray/)."""
+"""common/data/ndarray_file.py against files written by real MXNet 1.9.1 (tests/fixtures/ndarray/)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.data.ndarray_file import DTYPES, dump_ndarrays, load_ndarrays, save_ndarrays
 from common.errors import UserError
-from common.ndarray_file import DTYPES, dump_ndarrays, load_ndarrays, save_ndarrays
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ndarray"
 # Written by mx.nd.save in its default mode: our writer must produce the same bytes.

@@ -15,17 +15,17 @@ from sklearn.decomposition import PCA as SkPCA
 from algorithms.pca import solvers
 from algorithms.pca.algorithm import PCA
 from algorithms.pca.hyperparameters import PCAHyperparameters
-from common import content_types as ct
-from common.batch import Batch
-from common.content_types import MediaType
-from common.distributed import Collective
+from common.cluster.collective import Collective
+from common.data import content_types as ct
+from common.data.batch import Batch
+from common.data.content_types import MediaType
+from common.data.recordio_writer import encode_dense
 from common.errors import UserError
 from common.hyperparameters import parse_hyperparameters
-from common.local import write_job
 from common.paths import Paths
-from common.recordio import encode_dense
-from common.serving import invoke
+from common.serving.app import invoke
 from common.training import run_training
+from tools.local import write_job
 
 NAN = (" is empty or NaN, and this algorithm needs a value in every field (only XGBoost, LightGBM and CatBoost "
        "read missing values); fill or drop it.")
@@ -217,7 +217,7 @@ def test_predict_errors_name_the_row() -> None:
      "model_algo-1 array 'mean' must hold 4 values, one per row of 'v'; got shape (1, 3)."),
 ])
 def test_malformed_artifacts_are_clear_errors(tmp_path: Path, arrays: dict, message: str) -> None:
-    from common.ndarray_file import save_ndarrays
+    from common.data.ndarray_file import save_ndarrays
 
     save_ndarrays(tmp_path / "model_algo-1", {k: np.asarray(a, np.float32) for k, a in arrays.items()})
     with pytest.raises(UserError) as caught:

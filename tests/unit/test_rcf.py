@@ -16,13 +16,12 @@ from algorithms.rcf.hyperparameters import RCFHyperparameters
 from algorithms.rcf.sampling import Reservoir, sample_stream
 from algorithms.rcf.shingle import main as shingle_main
 from algorithms.rcf.shingle import shingle
-from common import content_types as ct
-from common.batch import Batch
-from common.content_types import MediaType
-from common.distributed import Collective
+from common.cluster.collective import Collective
+from common.data.batch import Batch
 from common.errors import UserError
 from common.hyperparameters import parse_hyperparameters
-from common.serving import invoke
+from common.serving.app import invoke
+from common.serving.request import Options
 
 RNG = np.random.default_rng(3)
 CLUSTER = RNG.standard_normal((3000, 2)).astype(np.float32)
@@ -139,14 +138,14 @@ def test_attribution_sums_to_the_score_and_points_at_the_odd_feature() -> None:
 def test_predict_columns_and_verbose() -> None:
     model = RCF(forest_of(CLUSTER))
     batch = Batch(np.array([[0.0, 0.0], [6.0, 6.0]], np.float32))
-    plain = model.predict(batch, MediaType(ct.JSON))
+    plain = model.predict(batch, Options())
     assert list(plain) == ["score"] and plain["score"].dtype == np.float64
     assert plain["score"][1] == round(plain["score"][1], 10)
-    verbose = model.predict(batch, MediaType.parse("application/json;verbose=true"))
+    verbose = model.predict(batch, Options(verbose=True))
     assert list(verbose) == ["score", "attribution", "attribution_high", "attribution_low"]
     np.testing.assert_allclose(verbose["attribution"].sum(axis=1), verbose["score"], atol=1e-8)
     with pytest.raises(UserError, match="^Row 1 of request has 3 features but the model's feature_dim is 2.$"):
-        model.predict(Batch(np.zeros((1, 3), np.float32)), MediaType(ct.JSON))
+        model.predict(Batch(np.zeros((1, 3), np.float32)), Options())
     with pytest.raises(UserError, match="^Row 2 of request, column 1 is empty or NaN"):
         invoke(model, b"0,0\nnan,1\n", "text/csv", None)
 

@@ -7,12 +7,12 @@ import io
 import numpy as np
 import pytest
 
-from common.content_types import MediaType
+from common.data.content_types import MediaType
+from common.data.csv_reader import CsvReader
+from common.data.json_reader import JsonLinesReader, JsonReader
+from common.data.libsvm_reader import LibsvmReader
+from common.data.registry import reader_for
 from common.errors import UnsupportedContentType, UserError
-from common.readers import reader_for
-from common.readers.csv_reader import CsvReader
-from common.readers.json_reader import JsonLinesReader, JsonReader
-from common.readers.libsvm_reader import LibsvmReader
 
 
 def test_csv_numbers_labels_blank_lines_and_crlf() -> None:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from common.data.recordio_reader import RecordIOReader, warm_up
+from common.data.recordio_writer import encode_dense, encode_label_records, encode_sparse, frame
 from common.errors import UserError
-from common.readers.recordio import RecordIOReader, warm_up
-from common.recordio import encode_dense, encode_label_records, encode_sparse, frame
 from tests.responses import decode_label_records
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "recordio"
@@ -90,7 +90,7 @@ def stream(body: bytes, batch_rows: int, chunk_bytes: int = 5, source: str = "s.
     return list(RecordIOReader(chunk_bytes=chunk_bytes).batches(io.BytesIO(body), source, batch_rows))
 
 
-# ---------------------------------------------------------------- the spec's worked vectors
+# ---------------------------------------------------------------- worked vectors, encoded by hand
 
 
 def test_spec_dense_vector_byte_for_byte() -> None:

@@ -18,11 +18,12 @@ from algorithms.lightgbm.algorithm import LightGBM
 from algorithms.sklearn.algorithm import SKLearn
 from algorithms.xgboost.algorithm import XGBoost
 from common.errors import UnsupportedAccept, UnsupportedContentType, UserError
-from common.local import write_job
 from common.paths import Paths
 from common.script_mode import env, handlers, training
-from common.serving import create_app
+from common.script_mode import serving as script_serving
+from common.serving.app import create_app
 from common.training import run_training
+from tools.local import write_job
 
 IMAGES = {"xgboost": XGBoost, "lightgbm": LightGBM, "catboost": CatBoost, "sklearn": SKLearn}
 SDK = {"sagemaker_program": '"train.py"', "sagemaker_container_log_level": "20", "sagemaker_region": '"eu-west-1"',
@@ -92,8 +93,9 @@ def test_a_failing_script_fails_the_job_with_its_code_and_the_sklearn_image_need
         "ClientError: This image runs training scripts only, as SageMaker's SKLearn framework container does, "
         "and the job names none")
     with pytest.raises(UserError, match="This image serves inference modules only"):
-        SKLearn.prepare_serving(base / "model")
-    assert XGBoost.user_module(base / "model") is None  # an image with an algorithm of its own serves that
+        script_serving.prepare(base / "model", SKLearn.script_mode)
+    # an image with an algorithm of its own serves that
+    assert script_serving.load(base / "model", XGBoost.script_mode) is None
 
 
 def test_the_code_folder_goes_first_on_the_path_then_the_images_helpers(tmp_path: Path,
@@ -143,7 +145,7 @@ def _client(image: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
     monkeypatch.setenv("SAGEMAKER_PROGRAM", name)
     monkeypatch.setenv("SAGEMAKER_SUBMIT_DIRECTORY", str(code_dir))
-    image.prepare_serving(model_dir)
+    script_serving.prepare(model_dir, image.script_mode)
     return create_app(image, model_dir).test_client()
 
 

@@ -12,8 +12,8 @@ import pytest
 import scipy.sparse as sp
 
 from algorithms.kmeans.algorithm import KMeans
-from common.recordio import encode_dense, encode_sparse
-from common.serving import create_app
+from common.data.recordio_writer import encode_dense, encode_sparse
+from common.serving.app import create_app
 from tests.responses import decode_label_records
 
 CSV_BODY = b"1,1\n9,10"
@@ -109,9 +109,11 @@ def test_payload_limit_is_413(client) -> None:
                                                "SAGEMAKER_MAX_PAYLOAD_IN_MB or send less.")
 
 
-def test_default_accept_from_environment(client, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_accept_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read when the model is loaded, as every setting is: a request reads no environment."""
     monkeypatch.setenv("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "text/csv")
-    assert _post(client, CSV_BODY).data == b"0.0,1.4142135381698608\n1.0,1.0\n"
+    KMeans(np.array([[0, 0], [10, 10]], np.float32)).save(tmp_path)
+    assert _post(create_app(KMeans, tmp_path).test_client(), CSV_BODY).data == b"0.0,1.4142135381698608\n1.0,1.0\n"
 
 
 def test_unloadable_model_fails_ping_but_server_answers(tmp_path: Path) -> None:
@@ -143,7 +145,7 @@ def test_empty_body_is_the_algorithms_declared_status(client, tmp_path: Path) ->
 
 
 def test_compute_thread_settings_fill_only_what_the_user_left_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    from common.server import THREAD_VARIABLES, limit_compute_threads
+    from common.serving.gunicorn import THREAD_VARIABLES, limit_compute_threads
 
     for name in (*THREAD_VARIABLES, "OMP_WAIT_POLICY"):
         monkeypatch.delenv(name, raising=False)
@@ -214,13 +216,13 @@ def test_predictions_run_at_most_concurrent_predictions_at_once(tmp_path: Path,
     (b"", False),
 ])
 def test_only_complete_bodiless_pings_take_the_ping_threads(head: bytes, ping: bool) -> None:
-    from common.gthread_worker import is_ping
+    from common.serving.worker import is_ping
 
     assert is_ping(head) is ping
 
 
 def test_server_reads_on_more_threads_than_it_predicts_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    from common.server import read_timeout_seconds, server_settings
+    from common.serving.gunicorn import read_timeout_seconds, server_settings
 
     for name in ("SAGEMAKER_MODEL_SERVER_THREADS", "SAGEMAKER_MODEL_SERVER_READ_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from common.checkpoints import Checkpoints, job_state
-from common.local import REPO
+from tools.local import REPO
 
 STOP_LIMIT_S = 2.0
 # Sets up a job directory, then waits for SIGTERM in the way argv[2] names.

@@ -11,9 +11,9 @@ from algorithms.kmeans.algorithm import KMeans
 from common.algorithm import load_algorithm
 from common.checkpoints import Checkpoints
 from common.errors import UserError
-from common.local import write_job
 from common.paths import Paths
 from common.training import run_training
+from tools.local import write_job
 
 
 class Broken(KMeans):

@@ -20,16 +20,16 @@ from algorithms.xgboost.algorithm import XGBoost
 from algorithms.xgboost.checkpointing import XGBoostCheckpoints
 from algorithms.xgboost.hyperparameters import XGBoostHyperparameters
 from algorithms.xgboost.metrics import classification_metric, definitions, format_line, regression_metric
-from common import xgboost_collective
-from common.distributed import Cluster, ClusterError, Collective
+from common.cluster import xgboost_backend
+from common.cluster.collective import Cluster, ClusterError, Collective
+from common.cluster.xgboost_backend import _XGBoostCollective, _XGBoostThread
+from common.data.libsvm_reader import LibsvmReader
 from common.errors import UserError
 from common.hyperparameters import parse_hyperparameters
-from common.local import write_job
 from common.paths import Paths
-from common.readers.libsvm_reader import LibsvmReader
-from common.serving import invoke
+from common.serving.app import invoke
 from common.training import run_training
-from common.xgboost_collective import _XGBoostCollective, _XGBoostThread
+from tools.local import write_job
 
 SEED_000 = {"max_depth": "5", "eta": "0.2", "gamma": "4", "min_child_weight": "6", "silent": "0",
             "objective": "multi:softmax", "num_class": "10", "num_round": "10"}
@@ -173,19 +173,20 @@ P = np.array([0.43861907720565796], np.float32)
 
 
 def test_selectable_output_encodings_as_the_spec_shows(monkeypatch: pytest.MonkeyPatch) -> None:
-    from common.content_types import MediaType
+    from common.data.registry import encode
 
     keys = ["predicted_label", "probabilities"]
     columns = inference.selectable_columns(P, "binary:logistic", 0, keys)
-    body = inference.encode_response(columns, MediaType("application/json"), keys, "predictions")
+    layout = inference.response_layout(keys)
+    body = encode(columns, "application/json", layout)
     assert body == (b'{"predictions": [{"predicted_label": 0, "probabilities": '
                     b'[0.561380922794342, 0.43861907720565796]}]}')
-    assert inference.encode_response(columns, MediaType("application/jsonlines"), keys, "predictions") == (
+    assert encode(columns, "application/jsonlines", layout) == (
         b'{"predicted_label": 0, "probabilities": [0.561380922794342, 0.43861907720565796]}\n')
-    assert inference.encode_response(columns, MediaType("text/csv"), keys, "predictions") == (
+    assert encode(columns, "text/csv", layout) == (
         b'0,"[0.561380922794342, 0.43861907720565796]"')
     monkeypatch.setenv("SAGEMAKER_BATCH", "true")
-    assert inference.encode_response(columns, MediaType("text/csv"), keys[::-1], "predictions") == (
+    assert encode(columns, "text/csv", inference.response_layout(keys[::-1])) == (
         b'"[0.561380922794342, 0.43861907720565796]",0\n')
 
 
@@ -226,10 +227,12 @@ def test_default_bodies_old_csv_switch_and_batch_mode(models: dict[str, Path], m
     assert mimetype == "text/csv" and csv.endswith(b"\n") and len(values) == 2
     assert json.loads(invoke(model, rows, "text/csv", "application/json")[0]) == {
         "predictions": [{"score": values[0]}, {"score": values[1]}]}
-    monkeypatch.setenv("SAGEMAKER_XGBOOST_CSV_OUTPUT", "comma_joined")
+    monkeypatch.setenv("SAGEMAKER_XGBOOST_CSV_OUTPUT", "comma_joined")  # read when the model is loaded
+    assert invoke(model, rows, "text/csv", "*/*")[0] == csv
+    model = XGBoost.load(models["binary:logistic"])
     assert [float(v) for v in invoke(model, rows, "text/csv", "*/*")[0].decode().split(",")] == values
-    softprob = XGBoost.load(models["multi:softprob"])
     monkeypatch.setenv("SAGEMAKER_BATCH", "true")
+    softprob = XGBoost.load(models["multi:softprob"])
     batch = invoke(softprob, rows, "text/csv", "application/json")[0].decode()
     assert batch.endswith("]\n") and batch.startswith("[") and len(json.loads(batch.splitlines()[0])) == 3
 
@@ -325,7 +328,7 @@ def test_run_on_one_host_just_calls() -> None:
 
 
 def test_run_watchdog_counts_from_the_last_sign_of_life(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(xgboost_collective, "GRACE_S", 0.0)
+    monkeypatch.setattr(xgboost_backend, "GRACE_S", 0.0)
     collective = _XGBoostCollective(Cluster(("algo-1", "algo-2"), "algo-1"), timeout_s=0.3, thread=_XGBoostThread())
 
     def long_but_alive() -> str:
@@ -351,28 +354,28 @@ def test_run_watchdog_counts_from_the_last_sign_of_life(monkeypatch: pytest.Monk
 def test_parallel_parsing_matches_the_streaming_readers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gzip
 
-    from algorithms.xgboost import fastload
-    from common.readers.csv_reader import CsvReader
+    from common.data import parallel_read
+    from common.data.csv_reader import CsvReader
 
-    monkeypatch.setattr(fastload, "MIN_RANGE_BYTES", 64)  # many small ranges
-    monkeypatch.setattr(fastload.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(parallel_read, "MIN_RANGE_BYTES", 64)  # many small ranges
+    monkeypatch.setattr(parallel_read.os, "cpu_count", lambda: 4)
     rng = np.random.default_rng(2)
     rows = np.round(rng.normal(size=(300, 4)), 3)
     texts = ["\n".join(",".join(map(str, r)) for r in part) for part in (rows[:120], rows[120:])]
     (tmp_path / "a.csv").write_text(texts[0] + "\n\n")
     (tmp_path / "b.csv").write_text(texts[1])  # no final newline
-    features, labels, per_file = fastload.load_csv([tmp_path / "a.csv", tmp_path / "b.csv"], 1)
+    features, labels, per_file = parallel_read.load_csv([tmp_path / "a.csv", tmp_path / "b.csv"], 1)
     expected = CsvReader(1).parse(("\n".join(texts)).encode())
     np.testing.assert_array_equal(features, expected.features)
     np.testing.assert_array_equal(labels, expected.labels)
     assert per_file == [(0, 120), (1, 180)]
     (tmp_path / "bad.csv").write_text(texts[0] + "\n1,2,x,4,5\n")
-    assert fastload.load_csv([tmp_path / "bad.csv"], 1) is None  # the streaming reader words the error
+    assert parallel_read.load_csv([tmp_path / "bad.csv"], 1) is None  # the streaming reader words the error
     (tmp_path / "z.csv").write_bytes(gzip.compress(texts[0].encode()))
-    assert fastload.load_csv([tmp_path / "z.csv"], 1) is None
+    assert parallel_read.load_csv([tmp_path / "z.csv"], 1) is None
     body = b"".join(b"%d:%d 0:1.5 %d:2\n" % (i % 2, i % 5 + 1, i % 7 + 1) for i in range(200))
     (tmp_path / "a.libsvm").write_bytes(body)
-    parsed = fastload.load_libsvm([tmp_path / "a.libsvm"])
+    parsed = parallel_read.load_libsvm([tmp_path / "a.libsvm"])
     reference = LibsvmReader().parse(body)
     assert (parsed["features"] != reference.features).nnz == 0
     np.testing.assert_array_equal(parsed["labels"], reference.labels[:, 0])

@@ -1,4 +1,4 @@
-"""XGBoost `_kfold` cross-validation pieces (spec xgboost.md §7.3): settings, folds, predictions.csv, CV lines,
+"""XGBoost `_kfold` cross-validation pieces (docs/images/xgboost.md): settings, folds, predictions.csv, CV lines,
 fold-model ensembles."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from algorithms.xgboost import data as data_module
 from algorithms.xgboost import kfold
 from algorithms.xgboost.algorithm import XGBoost
 from common.errors import UserError
-from common.serving import invoke
+from common.serving.app import invoke
 
 
 @pytest.mark.parametrize(("raw", "message"), [

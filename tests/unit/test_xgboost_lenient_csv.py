@@ -13,9 +13,9 @@ import pytest
 from algorithms.xgboost import lenient_csv
 from algorithms.xgboost.algorithm import XGBoost
 from common.errors import UserError
-from common.local import write_job
 from common.paths import Paths
 from common.training import run_training
+from tools.local import write_job
 
 TITANIC = b"""PassengerId,Survived,Pclass,Name,Sex,Age,SibSp,Parch,Ticket,Fare,Cabin,Embarked
 1,0,3,"Braund, Mr. Owen Harris",male,22,1,0,A/5 21171,7.25,,S

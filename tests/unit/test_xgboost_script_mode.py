@@ -17,13 +17,14 @@ import pytest
 import xgboost as xgb
 
 from algorithms.xgboost.algorithm import COMPAT_DIR, XGBoost
+from common.data.recordio_writer import encode_dense
 from common.errors import UserError
 from common.paths import Paths
-from common.recordio import encode_dense
 from common.script_mode import code, module, serving
 from common.script_mode import env as script_env
 from common.script_mode.training import failure_message
-from common.serving import create_app
+from common.serving.app import create_app
+from common.serving.endpoint import load_endpoint
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "xgboost_script"
 SDK_HYPERPARAMETERS = {  # what sagemaker.xgboost.XGBoost(entry_point=..., hyperparameters=...) writes (json.dumps)
@@ -284,9 +285,9 @@ def test_code_saved_in_the_model_is_found_without_variables(served: dict, monkey
     saved = served["model"] / "code"
     saved.mkdir()
     (saved / "inference.py").write_text(DEFAULTS_ONLY)
-    model = XGBoost.load(served["model"])
+    model = load_endpoint(XGBoost, served["model"])
     assert isinstance(model, module.UserModule)
-    body, content_type = model.respond(b"2,0,0", "text/csv", None)
+    body, content_type = model.answer(b"2,0,0", "text/csv", None)
     assert content_type == "application/json" and json.loads(body)[0] > 0.5
     shutil.rmtree(saved)
     assert serving.load(served["model"], XGBoost.script_mode) is None  # algorithm mode again
@@ -304,7 +305,7 @@ def model_fn(model_dir):
 def predict_fn(data, model):
     return model.get_booster().predict(data)
 """
-SERVE_AND_LIST_IMPORTS = ("import pathlib, sys; from common.serving import create_app; "
+SERVE_AND_LIST_IMPORTS = ("import pathlib, sys; from common.serving.app import create_app; "
                           "from algorithms.xgboost import ALGORITHM; "
                           "client = create_app(ALGORITHM, pathlib.Path(sys.argv[1])).test_client(); "
                           "assert client.get('/ping').status_code == 200, client.get('/ping').text; "
@@ -316,7 +317,7 @@ def test_algorithm_mode_serving_hides_scikit_learn_and_a_user_module_gets_it(ser
     pytest.importorskip("pandas")
     import subprocess
 
-    from common.local import entrypoint_env
+    from tools.local import entrypoint_env
 
     base = served["model"].parent
     algorithm_mode = served["model"].parent.parent / "algorithm_model"

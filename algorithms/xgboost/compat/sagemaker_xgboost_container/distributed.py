@@ -1,4 +1,4 @@
-"""`rabit_run` as in the SageMaker XGBoost image, on this image's collective (common/distributed.py).
+"""`rabit_run` as in the SageMaker XGBoost image, on this image's collective (common/cluster/collective.py).
 
 Two rounds, as upstream: every host says whether it has data (ports ALGO_COLLECTIVE_PORT, then + 1, or
 first_port / second_port); hosts without data leave with exit code 0; the others form a new collective and
@@ -13,7 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from common.distributed import Cluster, Collective, connect
+from common.cluster.collective import Cluster, Collective
+from common.cluster.connect import connect
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 1.0
@@ -60,8 +61,8 @@ def _run_alive(collective: Collective, function: Callable[[], Any]) -> Any:
 
 def wait_hostname_resolution(sm_hosts: list[str]) -> None:
     """Wait until every host's name resolves (SageMaker's DNS can lag at start-up)."""
-    from common.distributed import DEFAULT_TIMEOUT_S
-    from common.xgboost_collective import _address
+    from common.cluster.collective import DEFAULT_TIMEOUT_S
+    from common.cluster.xgboost_backend import _address
 
     for host in sm_hosts:
         _address(host, DEFAULT_TIMEOUT_S)

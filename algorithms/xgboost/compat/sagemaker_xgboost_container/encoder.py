@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from algorithms.xgboost.dmatrix_io import request_dmatrix
-from common import content_types as ct
+from common.data import content_types as ct
 
 
 def csv_to_dmatrix(input: bytes | str, dtype: Any = None) -> Any:

@@ -1,0 +1,1 @@
+"""The hosts of one training job and the collective that joins them."""

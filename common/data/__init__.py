@@ -1,0 +1,1 @@
+"""Data formats: what readers give (Batch), media types, one reader and one writer per content type."""

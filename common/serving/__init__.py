@@ -1,0 +1,1 @@
+"""The HTTP contract: the app, its request path, and the gunicorn server that runs it."""

@@ -1,0 +1,146 @@
+"""gunicorn's gthread worker, hardened so that slow clients cannot keep /ping from answering in time.
+
+- A new connection takes a thread only once its first bytes arrive; until then it waits in the event loop.
+- Reads have total deadlines (`SAGEMAKER_MODEL_SERVER_READ_TIMEOUT` seconds): for the headers once a thread
+  picks the request up, then as long again for the body. Late headers close the connection; a late body
+  raises TimeoutError inside the application's read, which answers 408. Either way the connection closes.
+- A `GET /ping` whose whole header block has arrived, with no body, runs on threads of its own, never queued
+  behind uploads or predictions.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import selectors
+import socket
+import struct
+import time
+from concurrent import futures
+from functools import partial
+from typing import Any
+
+from gunicorn import util
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from common.serving.gunicorn import read_timeout_seconds
+
+PEEK_BYTES = 1024
+PING_THREADS = 2
+
+
+class DeadlineReader:
+    """What gunicorn's request parser reads the socket through: recv() never waits past the deadline."""
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+        self.poll = select.poll()
+        self.phase, self.seconds, self.deadline = "headers", 0.0, 0.0
+        self.expired = False
+
+    def attach(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.poll.register(sock, select.POLLIN)
+
+    def start(self, phase: str, seconds: float) -> None:
+        self.phase, self.seconds, self.deadline = phase, seconds, time.monotonic() + seconds
+        self.expired = False
+
+    def recv(self, size: int) -> bytes:
+        assert self.sock is not None
+        try:  # what has arrived already: one system call, as without a deadline
+            return self.sock.recv(size, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        remaining = self.deadline - time.monotonic()
+        if remaining > 0 and self.poll.poll(remaining * 1000):
+            return self.sock.recv(size)
+        self.expired = True
+        if self.phase == "body":
+            raise TimeoutError(f"The request body did not arrive within {self.seconds:g} s; send it without "
+                               "pauses or raise SAGEMAKER_MODEL_SERVER_READ_TIMEOUT.")
+        return b""  # the parser takes it for a client that went away
+
+
+class Connection(TConn):  # type: ignore[misc]
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.reader = DeadlineReader()
+        self.ping = False
+
+    def init(self) -> None:
+        fresh = not self.initialized
+        super().init()
+        if fresh and not self.is_http2:
+            self.reader.attach(self.sock)
+            self.parser.unreader.sock = self.reader
+            # Bounds each send of a response to a client that stops reading; set at the system level, the
+            # socket stays blocking for Python, and so sends and reads cost no extra poll().
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", self.cfg.timeout, 0))
+
+
+class Worker(ThreadWorker):  # type: ignore[misc]
+    def init_process(self) -> None:
+        self.read_timeout = float(read_timeout_seconds())
+        self.ping_pool = futures.ThreadPoolExecutor(PING_THREADS, thread_name_prefix="ping")
+        super().init_process()  # runs the worker until it stops
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self.ping_pool.shutdown(wait=False)
+
+    def accept(self, listener: socket.socket) -> None:
+        """gunicorn's accept, except that the connection waits for its first bytes in the event loop: gunicorn's
+        waits in a request thread, up to 5 s."""
+        try:
+            sock, client = listener.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                return
+            raise
+        self.nr_conns += 1
+        conn = Connection(self.cfg, sock, client, listener.getsockname())
+        conn.timeout = time.monotonic() + self.cfg.keepalive  # pending_conns stays sorted by timeout
+        self.pending_conns.append(conn)
+        self.poller.register(sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
+
+    def enqueue_req(self, conn: Connection) -> None:
+        conn.ping = is_ping(_peek(conn))
+        future = (self.ping_pool if conn.ping else self.tpool).submit(self.handle, conn)
+        future.add_done_callback(lambda done: self.method_queue.defer(self.finish_request, conn, done))
+
+    def handle(self, conn: Connection) -> Any:
+        conn.reader.start("headers", self.read_timeout)
+        keepalive = super().handle(conn)
+        if not keepalive:
+            # Closed here rather than by gunicorn's event loop, where a graceful close waits up to 2 s for a
+            # client that does not close its end. A timed-out client or a ping is not worth that wait.
+            (util.close if conn.reader.expired or conn.ping else util.close_graceful)(conn.sock)
+        return keepalive
+
+    def handle_request(self, req: Any, conn: Connection) -> bool:
+        conn.reader.start("body", self.read_timeout)
+        if conn.ping:
+            conn.sock.setblocking(False)  # a client that does not read its answers cannot hold a ping thread
+        return bool(super().handle_request(req, conn))
+
+
+def is_ping(head: bytes) -> bool:
+    """A whole `GET /ping` header block and no body: serving it cannot wait on the client."""
+    end = head.find(b"\r\n\r\n")
+    if end < 0 or not head.startswith((b"GET /ping ", b"GET /ping?")):
+        return False
+    headers = head[:end].lower()
+    return b"\ncontent-length:" not in headers and b"\ntransfer-encoding:" not in headers
+
+
+def _peek(conn: Connection) -> bytes:
+    """The start of the next request: bytes the parser read ahead, else what the socket holds."""
+    if conn.parser is not None and not conn.is_http2 and (buffered := conn.parser.unreader.buf.getvalue()):
+        return bytes(buffered)
+    try:
+        return conn.sock.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (OSError, ValueError):  # ValueError: a TLS socket takes no flags
+        return b""

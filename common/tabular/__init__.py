@@ -1,0 +1,1 @@
+"""Tabular helpers shared by the LightGBM and CatBoost images."""

@@ -1,0 +1,1 @@
+"""Developer tools (sm-local, the demo); not copied into the images."""
