@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install sdk-venv demo test test-slow test-local-mode fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-report clean
+.PHONY: install sdk-venv demo docs test test-slow test-local-mode fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-report clean
 
 install: $(VENV)/.installed
 
@@ -55,6 +55,11 @@ fuzz: install
 
 lint: install
 	$(PY) -m ruff check .
+
+# The generated parts of docs/ (hyperparameter, channel and metric tables) from the code; tests/unit/test_docs.py
+# fails when they are stale.
+docs: install
+	$(PY) -m tools.make_docs
 
 # Every bench prints its figures and writes them to bench/results/<bench>.json. Sizes and repeats:
 # make bench-kmeans ROWS=50000,1000000 REPEATS=5 (the rows each bench takes: its --help; BENCH_<OPTION>=...

@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -165,18 +164,20 @@ def prepare_job_folder(base: Path, resume: bool, channels: dict[str, tuple[list[
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def wait_forwarding_signals(child: subprocess.Popen, translate: Callable[[int], int]) -> tuple[int, int | None]:
-    """Wait for `child`, passing each stop signal on as translate(signal): (exit status, first signal or None).
+def wait_passing_on_stops(child: subprocess.Popen) -> tuple[int, int | None]:
+    """Wait for `child`, passing each stop signal on as SIGTERM: (exit status, first signal or None).
 
-    The child runs in a session of its own (start_new_session), so a terminal's Ctrl-C reaches it only
-    through here, once."""
+    SIGTERM is the clean stop of both commands: training checkpoints, writes output/failure and exits 143, as
+    on SageMaker; gunicorn stops gracefully (its SIGINT stop can leave a worker that is still loading its
+    model running until the 25 s graceful timeout kills it, and SIGHUP would reload it). The child runs in
+    a session of its own (start_new_session), so a terminal's Ctrl-C reaches it only through here, once."""
     received: list[int] = []
 
-    def forward(signum: int, _frame: object) -> None:
+    def pass_on(signum: int, _frame: object) -> None:
         received.append(signum)
-        child.send_signal(translate(signum))
+        child.send_signal(signal.SIGTERM)
 
-    previous = {signum: signal.signal(signum, forward) for signum in STOP_SIGNALS}
+    previous = {signum: signal.signal(signum, pass_on) for signum in STOP_SIGNALS}
     try:
         code = child.wait()
     finally:
@@ -193,9 +194,7 @@ def train(args: argparse.Namespace) -> int:
     if args.input_mode == "Pipe":
         feed_pipes(args.dir, channels, args.epochs)
     child = run_entrypoint("train", args.algorithm, args.dir, start_new_session=True)
-    # Training stops cleanly (checkpoint, output/failure, exit 143) only on SIGTERM, as on SageMaker.
-    code, _ = wait_forwarding_signals(child, lambda _signum: signal.SIGTERM)
-    return code
+    return wait_passing_on_stops(child)[0]
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -204,8 +203,7 @@ def serve(args: argparse.Namespace) -> int:
         raise UsageError(f"{model} holds no model; train into --dir {args.dir} first (sm-local train)")
     child = run_entrypoint("serve", args.algorithm, args.dir, {"SAGEMAKER_BIND_TO_PORT": str(args.port)},
                            start_new_session=True)
-    # gunicorn: SIGTERM stops gracefully, SIGINT at once, SIGHUP would reload instead of stopping.
-    code, signum = wait_forwarding_signals(child, lambda s: signal.SIGTERM if s == signal.SIGHUP else s)
+    code, signum = wait_passing_on_stops(child)
     return 130 if signum == signal.SIGINT else code
 
 

@@ -37,7 +37,6 @@ from algorithms.catboost.hyperparameters import (
 from algorithms.catboost.snapshots import Snapshots
 from common import stopping
 from common.algorithm import Algorithm, TrainingJob
-from common.channels import FILE, ChannelSpec
 from common.checkpoints import job_state
 from common.constraints import MAX_THREADS
 from common.data import content_types as ct
@@ -51,9 +50,9 @@ from common.model_channel import artifact_info, previous_model, read_info, write
 from common.progress import Progress
 from common.script_mode import ScriptMode
 from common.serving.request import Options
+from common.tabular.model import TabularAlgorithm
 from common.tabular.tables import (
     CLASSIFICATION,
-    JUMPSTART_LAYOUT,
     Table,
     TextCategoryCsvReader,
     categorical_columns,
@@ -69,7 +68,6 @@ MODEL_FILE = "model"
 METRIC_NAMES = ("RMSE", "MAE", "MedianAbsoluteError", "R2", "Logloss", "Precision", "Recall", "F1", "AUC",
                 "MultiClass", "Accuracy", "BalancedAccuracy")
 MAXIMIZE = {"R2", "Precision", "Recall", "F1", "AUC", "Accuracy", "BalancedAccuracy"}
-MODEL_CONTENT_TYPES = (ct.CSV, "application/x-tar", "application/gzip", "application/octet-stream")
 
 
 class CatBoostMetric(MetricDefinition):
@@ -107,27 +105,15 @@ class _Flushing:
         sys.stdout.flush()
 
 
-class CatBoost(Algorithm[CatBoostHyperparameters]):
+class CatBoost(TabularAlgorithm[CatBoostHyperparameters]):
     name = "catboost"
     Hyperparameters = CatBoostHyperparameters
-    channels = (
-        ChannelSpec("training", content_types=(ct.CSV,), input_modes=(FILE,)),
-        ChannelSpec("train", content_types=(ct.CSV,), input_modes=(FILE,)),
-        ChannelSpec("validation", content_types=(ct.CSV,), input_modes=(FILE,)),
-        ChannelSpec("model", content_types=MODEL_CONTENT_TYPES, input_modes=(FILE,)),
-    )
     metrics = tuple(CatBoostMetric(n, maximize=n in MAXIMIZE, tunable=True) for n in METRIC_NAMES)
     metrics_note = ("on CatBoost's iteration lines learn: (when CatBoost computes it) is measured on the training "
                     "rows and test: and best: on the validation rows (the validation channel, or the 20 % of the "
                     "training rows held out when there is none); the final bestTest line, which every metric "
                     "definition reads, is the best validation value of eval_metric, that of the iteration whose "
                     "model is kept.")
-    default_content_type = ct.CSV
-    request_types = (ct.CSV, ct.JSON, ct.JSONLINES)
-    response_types = (ct.JSON, ct.JSONLINES, ct.CSV)
-    default_accept = ct.JSON
-    response_layout = JUMPSTART_LAYOUT
-    handles_missing_values = True
     script_mode = ScriptMode("CatBoost", model_fn=lambda model_dir: _native_model(Path(model_dir) / MODEL_FILE))
 
     def __init__(self, model: Any, info: dict[str, Any]) -> None:
@@ -202,8 +188,6 @@ class CatBoost(Algorithm[CatBoostHyperparameters]):
         }
 
     # ---- inference --------------------------------------------------------------------------
-    def warm_up(self) -> None:
-        self.predict(Batch(np.zeros((1, self.num_features), np.float32)), Options(verbose=True))
 
     def request_reader(self, media: MediaType) -> RequestReader:
         """Models trained on string categories read text/csv requests themselves (strings kept)."""

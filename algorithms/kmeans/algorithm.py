@@ -42,11 +42,14 @@ class KMeans(Algorithm[KMeansHyperparameters]):
         MetricDefinition("test:ssd", tunable=True),
         MetricDefinition("train:msd"),
     )
-    metrics_note = ("train:msd is not measured on training rows: it is the weighted mean squared distance from the "
-                    "k x extra_center_factor centres the mini-batch epochs found (each weighted by the training rows "
-                    "it absorbed) to the final k centres, printed when those extra centres are reduced to k. "
-                    "test:msd and test:ssd are the mean and the sum of the squared distances from each row of the "
-                    "test channel to its nearest final centre, measured once after training.")
+    metrics_note = ("train:msd is the mean squared distance from training rows to their nearest final centre, measured "
+                    "on a uniform sample of the training rows drawn during the first epoch (every row when there are "
+                    "few), for the centres kept: the best of the epochs on that sample. With half_life_time_size set "
+                    "no sample is kept, and train:msd, printed only when the k x extra_center_factor mini-batch "
+                    "centres are reduced to k, is the weighted mean squared distance from those centres (each weighted "
+                    "by the rows it absorbed) to the final k, not measured on rows. test:msd and test:ssd are the mean "
+                    "and the sum of the squared distances from each row of the test channel to its nearest final "
+                    "centre, measured once after training.")
 
     def __init__(self, centers: np.ndarray) -> None:
         self.centers = np.ascontiguousarray(centers, dtype=np.float32)

@@ -36,9 +36,7 @@ from algorithms.lightgbm.hyperparameters import (
 )
 from common import stopping
 from common.algorithm import Algorithm, TrainingJob
-from common.channels import FILE, ChannelSpec
 from common.checkpoints import job_state
-from common.data import content_types as ct
 from common.data.batch import Batch
 from common.data.columns import Columns
 from common.errors import UserError
@@ -48,9 +46,9 @@ from common.model_channel import artifact_info, previous_model, read_info, write
 from common.progress import Progress
 from common.script_mode import ScriptMode
 from common.serving.request import Options
+from common.tabular.model import JUMPSTART_LAYOUT, TabularAlgorithm
 from common.tabular.tables import (
     CLASSIFICATION,
-    JUMPSTART_LAYOUT,
     Table,
     categorical_columns,
     count_columns,
@@ -116,29 +114,17 @@ class _RoundProgress:
         self.progress.advance()
 
 
-class LightGBM(Algorithm[LightGBMHyperparameters]):
+class LightGBM(TabularAlgorithm[LightGBMHyperparameters]):
     name = "lightgbm"
     Hyperparameters = LightGBMHyperparameters
-    channels = (
-        ChannelSpec("train", content_types=(ct.CSV,), input_modes=(FILE,)),
-        ChannelSpec("training", content_types=(ct.CSV,), input_modes=(FILE,)),
-        ChannelSpec("validation", content_types=(ct.CSV,), input_modes=(FILE,)),
-        ChannelSpec("model", content_types=(ct.CSV, "application/x-tar", "application/octet-stream"),
-                    input_modes=(FILE,)),
-    )
     metrics = _definitions()
     metrics_note = ("on each round's line [n] train's <metric>: <value> val's <metric>: <value>, train's evaluates the "
                     "model after that round on the training rows and val's on the validation rows (the validation "
                     "channel, or the 20 % of the training rows held out when there is none); the definitions without "
                     "validation: read the line's first value, the training one. On several hosts each host "
                     "evaluates its own rows.")
-    default_content_type = ct.CSV
-    request_types = (ct.CSV, ct.JSON, ct.JSONLINES)
-    response_types = (ct.JSON, ct.JSONLINES, ct.CSV)
-    default_accept = ct.JSON
     # CSV: the probabilities once (JSON also carries them as "probabilities-1d"), then the label when asked.
     response_layout = replace(JUMPSTART_LAYOUT, csv_columns=("prediction", "probabilities", "predicted_label"))
-    handles_missing_values = True
     script_mode = ScriptMode("LightGBM", model_fn=lambda model_dir: import_lightgbm().Booster(
         model_file=str(Path(model_dir) / MODEL_FILE)))
 
@@ -224,8 +210,6 @@ class LightGBM(Algorithm[LightGBMHyperparameters]):
         }
 
     # ---- inference --------------------------------------------------------------------------
-    def warm_up(self) -> None:
-        self.predict(Batch(np.zeros((1, self.num_features), np.float32)), Options(verbose=True))
 
     def predict(self, batch: Batch, options: Options) -> Columns:
         batch.check_width(self.num_features, "the model's feature count")

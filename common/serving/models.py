@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 import threading
@@ -259,12 +260,14 @@ class Models:
 
     def _load_within_budget(self, name: str, path: Path, loaded: list[Record]) -> tuple[Endpoint, int]:
         """The model and its size, checked against the budget before loading (its files) and after (what the
-        load took)."""
+        load took). A load that imports libraries (the first of its kind in this worker) is counted by its files
+        only: the libraries stay when the model goes."""
         size = folder_bytes(path)
         self.limits.check_memory(name, size, loaded)
-        before = rss_bytes()
+        before, modules = rss_bytes(), len(sys.modules)
         endpoint = self._load_copy(name, path, failure_status=400)
-        size = max(size, rss_bytes() - before)
+        if len(sys.modules) == modules:
+            size = max(size, rss_bytes() - before)
         try:
             self.limits.check_memory(name, size, loaded)
         except UserError:

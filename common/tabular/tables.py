@@ -27,13 +27,10 @@ import numpy as np
 
 from common.channels import maybe_gunzip
 from common.data.batch import Batch, first_non_finite, non_finite_message
-from common.data.columns import ResponseLayout
 from common.errors import UserError
 from common.imports import without
 
 log = logging.getLogger(__name__)
-# JumpStart's response layout: one JSON object of arrays (one object per row for JSON Lines), numbers as they are.
-JUMPSTART_LAYOUT = ResponseLayout(envelope=None, numbers="native")
 
 TRAIN_CHANNELS = ("train", "training")
 HOLDOUT_FRACTION, HOLDOUT_SEED = 0.2, 200

@@ -69,7 +69,7 @@ def test_progress_lines_beside_unchanged_metric_lines(tmp_path: Path) -> None:
     assert re.search(rf"\] epoch 2/2: 800/2,000 rows \(40\.0 %\), {speed}, elapsed [\d.]+ s, ETA [\d.]+ s$", out, re.M)
     assert re.search(rf"\] epoch 2/2: 2,000 rows in [\d.]+ s, {speed}$", out, re.M)
     assert re.search(r"\] training: 1/2 epochs \(50\.0 %\), .*, ETA [\d.]+ s$", out, re.M)
-    assert "] Metrics: train:msd is not measured on training rows" in out
+    assert "] Metrics: train:msd is the mean squared distance from training rows" in out
     assert "#progress_metric: host=algo-1, completed 50.0 % of epochs" in out
     assert re.search(r"#throughput_metric: host=algo-1, train throughput=\d+(\.\d+)? records/second$", out, re.M)
     lines = [line for line in out.splitlines() if "#quality_metric" in line]

@@ -156,7 +156,7 @@ def test_serve_stops_gunicorn_on_a_stop_signal(trained_job: Path, signum: int, s
         family = psutil.Process(server.pid).children(recursive=True)
         assert len(family) == 3  # the entrypoint (gunicorn's arbiter) and its two workers
         server.send_signal(signum)
-        output, _ = server.communicate(timeout=60)
+        output, _ = server.communicate(timeout=20)  # a graceful stop; gunicorn kills stragglers at 25 s
     finally:
         if server.poll() is None:
             server.kill()

@@ -1,0 +1,130 @@
+"""Every shell block of README.md runs as written, in a copy of the working tree (what a fresh clone holds).
+
+The blocks run in order in one copy, with the repository's `.venv` linked in and kept off PATH (a new user
+has not activated it), so a block may use what an earlier one made: data from `sm-local sample-data`, a
+model from `sm-local train`. A block is left out only when the line before it says why:
+`<!-- readme-test: skip: REASON -->` (image builds, servers that run until stopped, AWS, root).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+SHELLS = {"sh", "bash"}
+FENCE = re.compile(r"^```(\w*)\s*$")
+SKIP = re.compile(r"^<!-- readme-test: skip: (\S.*\S) -->$")
+BLOCK_TIMEOUT_S = 300
+# What the test's own runner may have set that a user's shell would not have.
+RUNNER_VARIABLES = {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES"}
+
+
+@dataclass(frozen=True)
+class Block:
+    line: int  # of the opening fence, 1-based
+    script: str
+    skip: str  # why it is not run, or ""
+
+
+def shell_blocks(markdown: str) -> list[Block]:
+    lines, blocks, index = markdown.splitlines(), [], 0
+    while index < len(lines):
+        fence = FENCE.match(lines[index])
+        if not fence:
+            index += 1
+            continue
+        end = next((i for i in range(index + 1, len(lines)) if lines[i].startswith("```")), None)
+        assert end is not None, f"README.md line {index + 1}: a code block that is never closed"
+        if fence.group(1) in SHELLS:
+            skip = SKIP.match(lines[index - 1].strip()) if index else None
+            blocks.append(Block(index + 1, "\n".join(lines[index + 1:end]), skip.group(1) if skip else ""))
+        index = end + 1
+    return blocks
+
+
+BLOCKS = shell_blocks(README.read_text())
+
+
+def test_every_annotation_is_a_skip_with_a_reason_before_a_shell_block() -> None:
+    lines = README.read_text().splitlines()
+    for number, line in enumerate(lines, start=1):
+        if "readme-test" in line:
+            assert SKIP.match(line.strip()), f"README.md line {number}: not `<!-- readme-test: skip: REASON -->`"
+            following = FENCE.match(lines[number]) if number < len(lines) else None
+            assert following and following.group(1) in SHELLS, \
+                f"README.md line {number}: the annotation must come right before a ```sh or ```bash block"
+
+
+def test_the_readme_makes_the_data_it_trains_on() -> None:
+    run = "\n".join(block.script for block in BLOCKS if not block.skip)
+    for path in re.findall(r"--channel \w+=(\S+)", run):
+        assert re.search(rf"(sample-data \w+|shingle \S+) {re.escape(path)}\b", run), \
+            f"README.md trains on {path}, which no block that runs makes"
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The files a fresh clone would have (tracked and new, not ignored), and the repository's .venv."""
+    if not (REPO / ".venv" / "bin" / "python").exists():
+        pytest.skip("no .venv in the repository: run make install first")
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                                capture_output=True, check=True, timeout=60).stdout.decode()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"not a git checkout, so no list of a clone's files: {exc}")
+    root = tmp_path_factory.mktemp("readme") / "clone"
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():  # a tracked file deleted in the working tree is not there
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)  # keeps mtimes: make sees .venv as up to date, as in the repository
+    (root / ".venv").symlink_to(REPO / ".venv")
+    return root
+
+
+def user_environment() -> dict[str, str]:
+    venv_bin = (REPO / ".venv" / "bin").resolve()
+    path = [entry for entry in os.environ.get("PATH", "").split(os.pathsep)
+            if entry and Path(entry).resolve() != venv_bin]
+    env = {name: value for name, value in os.environ.items() if name not in RUNNER_VARIABLES}
+    return {**env, "PATH": os.pathsep.join(path)}
+
+
+RESULTS: dict[int, subprocess.CompletedProcess] = {}
+
+
+def run_through(block: Block, root: Path) -> subprocess.CompletedProcess:
+    """Run every block up to and including `block` that has not run yet, in order; `block`'s result."""
+    for earlier in BLOCKS:
+        if not earlier.skip and earlier.line not in RESULTS:
+            RESULTS[earlier.line] = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", earlier.script], cwd=root,
+                                                   env=user_environment(), capture_output=True, text=True,
+                                                   timeout=BLOCK_TIMEOUT_S)
+        if earlier == block:
+            break
+    return RESULTS[block.line]
+
+
+def _report(block: Block, result: subprocess.CompletedProcess) -> str:
+    failed_before = [line for line, earlier in RESULTS.items() if line < block.line and earlier.returncode]
+    return (f"README.md line {block.line}: exit status {result.returncode}"
+            + (f" (the blocks at lines {failed_before} failed before it)" if failed_before else "")
+            + f"\n{block.script}\n--- stdout, the end:\n{result.stdout[-3000:]}\n--- stderr, the end:\n"
+            + result.stderr[-3000:])
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"line-{block.line}" for block in BLOCKS])
+def test_shell_block_runs_as_written(block: Block, clone: Path) -> None:
+    if block.skip:
+        pytest.skip(block.skip)
+    result = run_through(block, clone)
+    assert result.returncode == 0, _report(block, result)
