@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install sdk-venv demo docs test test-slow test-local-mode fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-report clean
+.PHONY: install sdk-venv demo docs test test-slow test-local-mode fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-startup bench-report clean
 
 install: $(VENV)/.installed
 
@@ -69,7 +69,7 @@ REPEATS ?=
 QUICK ?=
 BENCH := BENCH_ROWS="$(ROWS)" BENCH_REPEATS="$(REPEATS)" BENCH_QUICK="$(QUICK)" $(PY)
 
-bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost
+bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-startup
 
 # Every bench at its quick sizes (about 15 minutes on 2 cores), then bench/REPORT.md and its plots.
 bench-report: install
@@ -106,6 +106,11 @@ bench-tabular: install
 
 bench-xgboost: install
 	$(BENCH) bench/bench_xgboost.py
+
+# Every image's fixed cost: a tiny training job's process wall time next to `python -c "import numpy"`, and
+# the time to the first /ping and the memory of the serve master and its worker.
+bench-startup: install
+	$(BENCH) bench/bench_startup.py
 
 clean:
 	rm -rf $(VENV) .venv-sdk .pytest_cache

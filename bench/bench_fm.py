@@ -20,6 +20,7 @@ import contextlib
 import io
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -66,6 +67,7 @@ def movielens(seed: int) -> tuple[sp.csr_matrix, np.ndarray, sp.csr_matrix, np.n
 
 def ours(work: Path, name: str, hyperparameters: dict[str, str], files: dict[str, Path]) -> tuple[float, float]:
     base = work / name
+    shutil.rmtree(base, ignore_errors=True)  # or the next round resumes from this one's checkpoints, finished
     write_job(base, hyperparameters, {channel: ([path], None) for channel, path in files.items()})
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "common.entrypoint", "train"], env=entrypoint_env("fm", base),

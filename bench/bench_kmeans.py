@@ -128,7 +128,7 @@ def bench(results: Results, name: str, x: np.ndarray, k: int, repeats: int, hype
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    add_option(parser, "--rows", "50000,1000000", "50000,200000", help="rows of the blobs, one run per size")
+    add_option(parser, "--rows", "50000,1000000", "20000,100000", help="rows of the blobs, one run per size")
     add_option(parser, "--repeats", "3", kind=int)
     args = parser.parse_args()
     results = Results("kmeans", ("scikit-learn",), **vars(args))

@@ -23,6 +23,7 @@ import http.client
 import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -150,6 +151,7 @@ def bench_training(results: Results, kind: str, rows: int, hp: dict[str, str], r
               str(tmp / f"{kind}-anchor.model")]
     times: dict[str, list[float]] = {"ours": [], "anchor": []}
     for _ in range(repeats):
+        shutil.rmtree(base / "checkpoints", ignore_errors=True)  # or ours resumes from the last run's, finished
         times["ours"].append(timed(ours, entrypoint_env(kind, base)))
         times["anchor"].append(timed(anchor, env))
     mine, theirs = statistics.median(times["ours"]), statistics.median(times["anchor"])

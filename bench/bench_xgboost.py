@@ -1,22 +1,33 @@
-"""XGBoost: ours end to end vs the xgboost library on data it loaded itself; serving a 1-row CSV.
+"""XGBoost: ours end to end vs the xgboost library on data it loaded itself; the loader alone; serving a 1-row CSV.
 
-Training: a --rows x 50 binary dataset (default 1,000,000) written once as CSV (label first) and as
-libsvm. Ours: `python -m common.entrypoint train` (process start to exit: config, file parsing, DMatrix,
-boosting, model write). Anchor: a fresh `python` that builds `xgb.DMatrix("<file>?format=<csv|libsvm>...")`
-with XGBoost's own text loader and calls `xgb.train` with the same parameters. Both hist, all cores,
---rounds rounds, train-set metric printed every round; run in turn (A B A B ...), medians of --repeats.
-Both start with scikit-learn hidden, as in the image, which does not install it.
+Data (--datasets): `higgs`, a HIGGS-style synthetic --rows x --features (default 28) binary set, values
+`[-]d.dddddd`; `digits`, scikit-learn's bundled 8x8 digits (1,797 real rows x 64, read from its csv.gz
+without importing scikit-learn) tiled to --rows, label digit >= 5, its libsvm holding only the non-zero pixels.
+Each is written once as CSV (label first) and as libsvm (0-based indices, so both loaders see the same columns).
+
+Loader alone: ours (`dmatrix_io.channel_dmatrix`: the File-mode readers of algorithm mode, parallel_read.py,
+plus data.dmatrix, the same code the entrypoint runs) vs `xgb.DMatrix("<file>?format=<csv|libsvm>...")`,
+XGBoost's own text loader, both in one warm process, run in turn, medians of --repeats (ours also split into
+parse and DMatrix). Training: ours is `python -m common.entrypoint train` (process start to exit: config, file
+parsing, DMatrix, boosting, model write). Anchor: a fresh `python` that builds the DMatrix with XGBoost's own
+loader and calls `xgb.train` with the same parameters. Both hist, all cores, --rounds rounds, train-set metric
+printed every round; run in turn (A B A B ...), medians of --repeats. Both start with scikit-learn hidden, as in
+the image, which does not install it.
 
 Serving: our server (gunicorn, 1 worker) answering 1-row CSV -> CSV over one keep-alive connection,
 p50/p99/req/s, next to a bare in-process `booster.inplace_predict` on the same row (the floor), and
 the design's anchor (Flask + gunicorn + xgboost, same client: p50 1.64 ms, p99 2.45 ms, 440 req/s).
-Usage: bench_xgboost.py [--rows N,N,...] [--rounds R] [--repeats K]
+Usage: bench_xgboost.py [--rows N,N,...] [--features F] [--datasets higgs,digits] [--rounds R] [--repeats K]
+       [--skip-training] [--skip-loader] [--skip-serving]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import http.client
+import importlib.util
+import json
 import os
 import shutil
 import statistics
@@ -33,7 +44,8 @@ from results import Results, add_option
 
 from tools.local import entrypoint_env, write_job
 
-FEATURES = 50
+FEATURES = 50  # serving
+BLOCK_ROWS = 100_000  # data is written in blocks of rows
 # Both contenders start without scikit-learn, as in the image (xgboost imports it, 1.5 s, when installed).
 NO_SKLEARN = "import sys; sys.modules['sklearn'] = None; "
 OURS = NO_SKLEARN + "import runpy; runpy.run_module('common.entrypoint', run_name='__main__')"
@@ -46,31 +58,80 @@ xgb.train({"objective": "binary:logistic", "tree_method": "hist"}, d, rounds, ev
 """
 
 
-def make_data(root: Path, rows: int) -> tuple[Path, Path]:
-    """Fixed-width text built with array operations: `d.ddd` values, so no formatting loop."""
+def make_data(root: Path, dataset: str, rows: int, features: int) -> tuple[Path, Path, int]:
+    """(CSV path, libsvm path, feature columns), written block by block with array operations (no formatting
+    loop): HIGGS-style `[-]d.dddddd` values, or the digits' integers 0-16."""
+    csv_path, libsvm_path = root / f"{dataset}.csv", root / f"{dataset}.libsvm"
     rng = np.random.default_rng(0)
-    ints = rng.integers(0, 10000, size=(rows, FEATURES), dtype=np.int32)
-    x = ints / 1000.0
-    label = ((x[:, 0] + x[:, 1] - x[:, 2] + rng.normal(0, 2, rows)) > 5).astype(np.uint8)
-    digits = np.stack([ints // 1000, ints // 100 % 10, ints // 10 % 10, ints % 10], axis=-1).astype(np.uint8) + 48
-    value = np.concatenate([digits[..., :1], np.full((rows, FEATURES, 1), 46, np.uint8), digits[..., 1:]], axis=-1)
-    label_bytes = (label + 48)[:, None]
-    comma = np.full((rows, FEATURES, 1), 44, np.uint8)
-    csv = np.concatenate([value, comma], axis=-1).reshape(rows, -1)
-    csv[:, -1] = 10
-    csv_path, libsvm_path = root / "train.csv", root / "train.libsvm"
-    csv_path.write_bytes(np.concatenate([label_bytes, np.full((rows, 1), 44, np.uint8), csv], axis=1).tobytes())
-    columns = [label_bytes]
-    for j in range(FEATURES):
-        prefix = np.frombuffer(f" {j}:".encode(), np.uint8)
-        columns += [np.broadcast_to(prefix, (rows, len(prefix))), value[:, j]]
-    columns.append(np.full((rows, 1), 10, np.uint8))
-    libsvm_path.write_bytes(np.concatenate(columns, axis=1).tobytes())
-    return csv_path, libsvm_path
+    if dataset == "digits":
+        spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+        if spec is None or not spec.submodule_search_locations:
+            raise SystemExit("--datasets digits needs scikit-learn's bundled digits.csv.gz")
+        table = np.loadtxt(gzip.open(Path(spec.submodule_search_locations[0]) / "datasets/data/digits.csv.gz"),
+                           delimiter=",", dtype=np.int64)
+        pixels, target, features = table[:, :-1], table[:, -1], table.shape[1] - 1
+    with open(csv_path, "wb") as csv, open(libsvm_path, "wb") as libsvm:
+        for first in range(0, rows, BLOCK_ROWS):
+            n = min(BLOCK_ROWS, rows - first)
+            if dataset == "digits":
+                take = np.arange(first, first + n) % len(pixels)
+                tokens, keep_csv = _integers(pixels[take])
+                keep_libsvm, label = pixels[take] != 0, (target[take] >= 5).astype(np.uint8)
+            else:
+                x = rng.normal(0, 1.2, size=(n, features))
+                label = ((x[:, 0] + x[:, 1] - x[:, 2] + rng.normal(0, 1, n)) > 0).astype(np.uint8)
+                tokens, keep_csv = _decimals(x)
+                keep_libsvm = None
+            csv.write(_lines(label, tokens, keep_csv, None, b","))
+            libsvm.write(_lines(label, tokens, keep_csv, keep_libsvm, b" "))
+    return csv_path, libsvm_path, features
+
+
+def _decimals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`-d.dddddd` bytes per value (n, d, 9) and which of them to keep (the sign of non-negative values goes)."""
+    ints = np.minimum(np.rint(np.abs(x) * 1e6), 9_999_999).astype(np.int64)
+    tokens = np.empty(x.shape + (9,), np.uint8)
+    tokens[..., 0], tokens[..., 2] = 45, 46
+    tokens[..., 1] = ints // 1_000_000 + 48
+    for k in range(6):
+        tokens[..., 3 + k] = ints // 10 ** (5 - k) % 10 + 48
+    keep = np.ones(tokens.shape, bool)
+    keep[..., 0] = x < 0
+    return tokens, keep
+
+
+def _integers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values 0-99 as (n, d, 2) bytes and which to keep (a leading zero goes)."""
+    tokens = np.stack([values // 10 + 48, values % 10 + 48], axis=-1).astype(np.uint8)
+    keep = np.ones(tokens.shape, bool)
+    keep[..., 0] = values >= 10
+    return tokens, keep
+
+
+def _lines(label: np.ndarray, tokens: np.ndarray, keep_bytes: np.ndarray, keep_values: np.ndarray | None,
+           separator: bytes) -> bytes:
+    """Label, then per column `[j:]value` (libsvm when separator is a space) joined by separator, a newline
+    per row; keep_bytes drops bytes inside a value, keep_values whole (libsvm) tokens and their separator."""
+    rows, columns = tokens.shape[:2]
+    parts, masks = [np.stack([label + 48, np.full(rows, separator[0], np.uint8)], 1)], [None]
+    for j in range(columns):
+        column_keep = None if keep_values is None else keep_values[:, j:j + 1]
+        if separator == b" ":
+            prefix = np.broadcast_to(np.frombuffer(f"{j}:".encode(), np.uint8), (rows, len(str(j)) + 1))
+            parts.append(prefix)
+            masks.append(None if column_keep is None else np.broadcast_to(column_keep, prefix.shape))
+        value_keep = keep_bytes[:, j]
+        parts.append(tokens[:, j])
+        masks.append(value_keep if column_keep is None else value_keep & column_keep)
+        parts.append(np.full((rows, 1), 10 if j == columns - 1 else separator[0], np.uint8))
+        masks.append(None if column_keep is None or j == columns - 1 else column_keep)
+    body = np.concatenate(parts, axis=1)
+    mask = np.concatenate([np.ones(part.shape, bool) if m is None else m for part, m in zip(parts, masks)], axis=1)
+    return body[mask].tobytes()
 
 
 def ours(root: Path, data: Path, content_type: str, rounds: int) -> float:
-    base = root / f"job-{content_type.replace('/', '-')}"
+    base = root / f"job-{data.name}"  # a channel per file: one job must not read another's data
     write_job(base, {"num_round": str(rounds), "objective": "binary:logistic", "tree_method": "hist"},
               {"train": ([], content_type)})
     channel = base / "input" / "data" / "train"
@@ -93,27 +154,90 @@ def anchor(data: Path, fmt: str, rounds: int) -> float:
     return time.perf_counter() - started
 
 
-def bench_training(results: Results, root: Path, rows: int, rounds: int, repeats: int) -> None:
+# One warm process times both loaders in turn: ours as the entrypoint loads (File mode, parallel_read.py,
+# data.dmatrix) and XGBoost's own text loader. Prints one JSON line of medians.
+LOADERS = NO_SKLEARN + """
+import json, statistics, time
+import numpy as np
+import xgboost as xgb
+from pathlib import Path
+from algorithms.xgboost import data as data_module
+from algorithms.xgboost.dmatrix_io import _PathChannel
+from common.data.content_types import MediaType
+path, fmt, repeats = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+media = MediaType.parse("text/" + fmt)
+uri = f"{path}?format=csv&label_column=0" if fmt == "csv" else f"{path}?format=libsvm"
+def ours():
     started = time.perf_counter()
-    csv_path, libsvm_path = make_data(root, rows)
-    print(f"data: {rows:,} x {FEATURES}; CSV {csv_path.stat().st_size / 1e6:.0f} MB, libsvm "
+    data = data_module.load(_PathChannel(path, media, False), media, False)
+    parsed = time.perf_counter()
+    matrix = data_module.dmatrix(data)
+    return parsed - started, time.perf_counter() - parsed, matrix
+def theirs():
+    started = time.perf_counter()
+    matrix = xgb.DMatrix(uri)
+    return time.perf_counter() - started, matrix
+_, _, a = ours()
+_, b = theirs()
+assert (a.num_row(), a.num_col(), a.num_nonmissing()) == (b.num_row(), b.num_col(), b.num_nonmissing())
+times = {"parse": [], "dmatrix": [], "ours": [], "xgboost": []}
+for _ in range(repeats):
+    parse, build, a = ours()
+    del a
+    times["parse"].append(parse); times["dmatrix"].append(build); times["ours"].append(parse + build)
+    took, b = theirs()
+    del b
+    times["xgboost"].append(took)
+print(json.dumps({k: statistics.median(v) for k, v in times.items()}))
+"""
+
+
+def bench_loader(results: Results, name: str, rows: int, cols: int, fmt: str, path: Path, repeats: int) -> dict:
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", LOADERS, str(path), fmt, str(repeats)], cwd=REPO,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    if result.returncode:
+        raise SystemExit(result.stdout[-2000:] + result.stderr[-2000:])
+    medians = json.loads(result.stdout.strip().splitlines()[-1])
+    results.add("xgboost", f"load {fmt} to a DMatrix: parse + DMatrix, warm process", data=name, rows=rows,
+                cols=cols, ours=medians["ours"], unit="s", anchor=f"xgboost DMatrix('{fmt} file')",
+                anchor_value=medians["xgboost"], parse_s=medians["parse"], dmatrix_s=medians["dmatrix"])
+    return medians
+
+
+def bench_training(results: Results, root: Path, dataset: str, rows: int, features: int, rounds: int,
+                   repeats: int, loader: bool, training: bool) -> None:
+    started = time.perf_counter()
+    csv_path, libsvm_path, cols = make_data(root, dataset, rows, features)
+    name = "synthetic binary, HIGGS-style" if dataset == "higgs" else "sklearn digits (tiled), digit >= 5"
+    print(f"data: {dataset} {rows:,} x {cols}; CSV {csv_path.stat().st_size / 1e6:.0f} MB, libsvm "
           f"{libsvm_path.stat().st_size / 1e6:.0f} MB, written in {time.perf_counter() - started:.1f} s", flush=True)
+    files = (("csv", csv_path, "text/csv"), ("libsvm", libsvm_path, "text/libsvm"))
+    if loader:
+        rows_out = []
+        for fmt, path, _ in files:
+            m = bench_loader(results, name, rows, cols, fmt, path, repeats)
+            rows_out += [(f"{fmt}: ours (parse {m['parse']:.3f} s + DMatrix {m['dmatrix']:.3f} s)", f"{m['ours']:.3f} s"),
+                         (f"{fmt}: xgboost DMatrix('{fmt} file')", f"{m['xgboost']:.3f} s"),
+                         (f"{fmt}: ratio ours/xgboost (goal <= 1.0)", f"{m['ours'] / m['xgboost']:.2f}x")]
+        report(f"loader alone, {dataset} {rows:,} x {cols}, warm process, medians of {repeats}", rows_out)
+    if not training:
+        return
     medians = {}
-    for fmt, path, content_type in (("csv", csv_path, "text/csv"), ("libsvm", libsvm_path, "text/libsvm")):
+    for fmt, path, content_type in files:
         times: dict[str, list[float]] = {"ours": [], "anchor": []}
         for _ in range(repeats):
             times["ours"].append(ours(root, path, content_type, rounds))
             times["anchor"].append(anchor(path, fmt, rounds))
         medians[fmt] = {k: statistics.median(v) for k, v in times.items()}
-        results.add("xgboost", f"train from {fmt}: entrypoint, parse + {rounds} rounds", data="synthetic binary",
-                    rows=rows, cols=FEATURES, ours=medians[fmt]["ours"], unit="s",
+        results.add("xgboost", f"train from {fmt}: entrypoint, parse + {rounds} rounds", data=name,
+                    rows=rows, cols=cols, ours=medians[fmt]["ours"], unit="s",
                     anchor=f"xgboost DMatrix('{fmt} file') + xgb.train", anchor_value=medians[fmt]["anchor"])
     rows_out = []
     for fmt, r in medians.items():
         rows_out += [(f"{fmt}: ours (entrypoint train, parse + train)", f"{r['ours']:.2f} s"),
                      (f"{fmt}: xgboost DMatrix('{fmt} file') + xgb.train", f"{r['anchor']:.2f} s"),
                      (f"{fmt}: ratio ours/anchor (goal <= 1.1)", f"{r['ours'] / r['anchor']:.2f}x")]
-    report(f"end to end, {rows:,} x {FEATURES}, {rounds} rounds hist, medians of {repeats}", rows_out)
+    report(f"end to end, {dataset} {rows:,} x {cols}, {rounds} rounds hist, medians of {repeats}", rows_out)
 
 
 def bench_serving(results: Results, root: Path) -> None:
@@ -181,21 +305,29 @@ def _load(port: int, row: bytes, requests: int = 3000) -> tuple[float, float, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    add_option(parser, "--rows", "50000,1000000", "50000,200000", help="rows of the training data, one run per size")
+    add_option(parser, "--rows", "50000,200000,1000000", "50000", help="rows of the training data, one run per size")
+    add_option(parser, "--features", "28", kind=int, help="columns of the higgs data set")
+    add_option(parser, "--datasets", "higgs,digits", "higgs", kind=lambda text: text.split(","),
+               help="higgs (synthetic) and/or digits (scikit-learn's, tiled)")
     add_option(parser, "--rounds", "10", kind=int)
     add_option(parser, "--repeats", "3", kind=int)
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--skip-loader", action="store_true")
+    parser.add_argument("--skip-serving", action="store_true")
     args = parser.parse_args()
     results = Results("xgboost", ("xgboost-cpu", "xgboost"), **vars(args))
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     with tempfile.TemporaryDirectory() as tmp:
-        if not args.skip_training:
+        if not (args.skip_training and args.skip_loader):
             for rows in args.rows:
-                root = Path(tmp) / f"rows-{rows}"
-                root.mkdir()
-                bench_training(results, root, rows, args.rounds, args.repeats)
-                shutil.rmtree(root)
-        bench_serving(results, Path(tmp))
+                for dataset in args.datasets:
+                    root = Path(tmp) / f"{dataset}-{rows}"
+                    root.mkdir()
+                    bench_training(results, root, dataset, rows, args.features, args.rounds, args.repeats,
+                                   not args.skip_loader, not args.skip_training)
+                    shutil.rmtree(root)
+        if not args.skip_serving:
+            bench_serving(results, Path(tmp))
 
 
 if __name__ == "__main__":

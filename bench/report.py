@@ -22,13 +22,13 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 REPORT = BENCH / "REPORT.md"
 TITLES = {"kmeans": "k-means", "pca": "PCA", "knn": "k-NN", "rcf": "Random Cut Forest", "fm": "Factorization machines",
-          "xgboost": "XGBoost", "lightgbm": "LightGBM", "catboost": "CatBoost",
-          "common": "Shared readers and server (every image)"}
+          "xgboost": "XGBoost", "lightgbm": "LightGBM", "catboost": "CatBoost", "sklearn": "scikit-learn script mode",
+          "common": "Shared code (readers, server)"}
 # Per algorithm, the cases of the headline table (each at its largest size), first match of each prefix.
 HEADLINES = {
     "kmeans": ["train: entrypoint", "inertia"],
     "pca": ["regular: entrypoint"],
-    "knn": ["faiss.Flat: /invocations recordIO", "faiss.IVFPQ: recall"],
+    "knn": ["faiss.Flat: /invocations recordIO", "faiss.IVFFlat: /invocations recordIO"],
     "rcf": ["ROC AUC", "train: entrypoint"],
     "fm": ["ours tuned (entrypoint)", "test RMSE"],
     "xgboost": ["train from csv", "serve 1-row CSV -> CSV: requests/s"],
@@ -53,6 +53,8 @@ def number(value: float | None, unit: str) -> str:
         return f"{value:.4f}"
     if unit == "radians":
         return f"{value:.1e} rad"
+    if unit == "MB":
+        return f"{value:,.0f} MB"
     return f"{value:.5g}"
 
 
@@ -65,7 +67,8 @@ def machine_line(document: dict) -> str:
     start, end = document["load_average"]
     settings = ", ".join(f"{k}={v}" for k, v in document["settings"].items())
     return (f"`{document['bench']}`: {document['date']}, {m['cpus']} x {m['cpu_model']}, {m['memory_gb']} GB, "
-            f"Python {m['python']}; load average {start} at start, {end} at end; ran {document['seconds']:.0f} s; "
+            f"Python {m['python']}; load average {start} at start, {end} at end; ran {document['seconds']:.0f} s "
+            f"({document.get('cpu_seconds', 0):.0f} CPU s); "
             f"{settings}")
 
 
@@ -73,7 +76,7 @@ def table(entries: list[dict]) -> list[str]:
     lines = ["| case | data (rows x cols) | ours | anchor | anchor's | ours/anchor | better |",
              "|---|---|---:|---|---:|---:|---|"]
     for r in entries:
-        ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "—"
+        ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f}x" if r["ratio"] >= 0.1 else f"{r['ratio']:.2g}x"
         lines.append(f"| {r['case']} | {data_size(r)} | {number(r['ours'], r['unit'])} | {r['anchor'] or '—'} | "
                      f"{number(r['anchor_value'], r['unit'])} | {ratio} | {r['better']} |")
     return lines
@@ -122,6 +125,11 @@ def plot_time_vs_rows(algorithm: str, records: list[dict]) -> Path | None:
     axes.set_xticks(sorted({r["rows"] for rs in groups.values() for r in rs}))
     axes.xaxis.set_minor_locator(NullLocator())
     axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    axes.yaxis.set_major_formatter(plain)
+    low, high = axes.get_ylim()
+    if high / low < 30:  # under about a decade and a half: label the minor ticks too, or there is almost none
+        axes.yaxis.set_minor_formatter(plain)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7)
     return save(figure, f"{algorithm}-time-vs-rows.png")
@@ -221,6 +229,7 @@ def main() -> None:
         "",
         f"Written by `bench/report.py` from `bench/results/*.json` ({len(documents)} benches, "
         f"{sum(d['seconds'] for d in documents) / 60:.0f} min of benchmarking, "
+        f"{sum(d.get('cpu_seconds', 0) for d in documents) / 60:.0f} CPU min, "
         f"{min(d['date'] for d in documents)[:10]} to {max(d['date'] for d in documents)[:10]}). "
         "Regenerate with `make bench-report` (every bench at its quick sizes, then this report); one bench at "
         "other sizes with e.g. `make bench-kmeans ROWS=50000,1000000 REPEATS=5`, then `.venv/bin/python "

@@ -20,7 +20,6 @@ from sklearn.datasets import make_blobs
 
 from common.data.recordio_writer import encode_dense, encode_sparse
 from tests.integration.helpers import serving, train, train_hosts
-from tests.responses import decode_label_records
 from tools.local import entrypoint_env, feed_pipes, write_job
 
 X, _ = make_blobs(n_samples=2000, centers=5, n_features=4, random_state=1)
@@ -135,6 +134,27 @@ def test_two_hosts_sharded_make_one_model_as_good_as_one_host(tmp_path: Path) ->
     assert _inertia(_centers(tmp_path / "algo-1")) < 1.02 * _inertia(_reference_centers())
 
 
+def test_two_hosts_refine_on_one_sample_of_both_shards(tmp_path: Path) -> None:
+    from sklearn.cluster import KMeans as SkKMeans
+    from sklearn.datasets import load_digits
+
+    digits = load_digits().data
+    x = digits[np.random.default_rng(0).permutation(len(digits))].astype(np.float32)
+    hosts = ["algo-1", "algo-2"]
+    for rank, (host, shard) in enumerate(zip(hosts, np.array_split(x, 2))):
+        path = tmp_path / f"part-{rank}.rec"
+        path.write_bytes(encode_dense(shard))
+        write_job(tmp_path / host, {"k": "10", "feature_dim": "64", "init_method": "kmeans++"},
+                  {"train": ([path], None)}, host=host, hosts=hosts, distribution="ShardedByS3Key")
+    results = train_hosts("kmeans", [tmp_path / host for host in hosts], hosts)
+    assert [r.returncode for r in results] == [0, 0], [r.stdout for r in results]
+    assert f"on {len(x)} sampled rows" in results[0].stdout  # every row of both shards
+    assert "sampled rows" not in results[1].stdout
+    assert not (tmp_path / "algo-2" / "model" / "model_algo-1").exists()
+    best = SkKMeans(10, n_init=3, random_state=0).fit(digits).inertia_
+    assert _inertia(_centers(tmp_path / "algo-1"), x) <= 1.01 * best
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("kmeans")
@@ -144,21 +164,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_job(base, HP, {"train": ([data], None)})
     assert train("kmeans", base).returncode == 0
     return base
-
-
-def test_served_model_answers_every_format_with_gunicorn(trained: Path) -> None:
-    centers = _centers(trained)
-    rows = X[:3]
-    expected = np.argmin(((rows[:, None] - centers[None]) ** 2).sum(-1), axis=1).astype(float).tolist()
-    with serving("kmeans", trained, workers=2) as (url, _):
-        csv_body = "\n".join(",".join(repr(float(v)) for v in r) for r in rows)
-        got = requests.post(url + "/invocations", data=csv_body, headers={"Content-Type": "text/csv"}).json()
-        assert [p["closest_cluster"] for p in got["predictions"]] == expected
-        proto = requests.post(url + "/invocations", data=encode_dense(rows.astype(np.float64)),
-                              headers={"Content-Type": "application/x-recordio-protobuf",
-                                       "Accept": "application/x-recordio-protobuf"})
-        assert [r["closest_cluster"][0] for r in decode_label_records(proto.content)] == expected
-        assert proto.headers["Content-Type"] == "application/x-recordio-protobuf"
 
 
 def test_chunked_bodies_and_payload_limit(trained: Path) -> None:

@@ -10,13 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 import scipy.sparse as sp
 
 from algorithms.pca.algorithm import PCA
 from common.data.recordio_writer import encode_dense, encode_sparse
-from tests.integration.helpers import serving, train, train_hosts
-from tests.responses import decode_label_records
+from tests.integration.helpers import train, train_hosts
 from tools.local import entrypoint_env, feed_pipes, write_job
 
 NAN = (" is empty or NaN, and this algorithm needs a value in every field (only XGBoost, LightGBM and CatBoost "
@@ -141,52 +139,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_job(base, HP, {"train": ([data], None)})
     assert train("pca", base).returncode == 0
     return base
-
-
-def test_served_model_answers_every_format_with_gunicorn(trained: Path) -> None:
-    model = PCA.load(trained / "model")
-    rows = X[:3]
-    expected = (rows - model.mean) @ model.v  # float32, ascending order like s
-    values = [[float(v) for v in r] for r in rows]
-    sparse_row = {"keys": [i for i, v in enumerate(values[2]) if v], "shape": [6],
-                  "values": [v for v in values[2] if v]}
-    json_body = json.dumps({"instances": [{"features": values[0]}, {"data": {"features": {"values": values[1]}}},
-                                          {"data": {"features": sparse_row}, "configuration": {}}]})
-    jsonl_body = "\n".join(json.dumps({"features": r}) for r in values) + "\n"
-    csv_body = "\n".join(",".join(repr(v) for v in r) for r in values)
-    bodies = {"text/csv": csv_body, "application/json": json_body, "application/jsonlines": jsonl_body,
-              "application/x-recordio-protobuf": encode_dense(rows.astype(np.float64)),
-              "application/x-recordio-protobuf; sparse": encode_sparse(sp.csr_matrix(rows))}
-
-    def projections(response: requests.Response, accept: str) -> list[list[float]]:
-        assert response.status_code == 200, response.text
-        assert response.headers["Content-Type"].startswith(accept)
-        if accept == "application/json":
-            return [p["projection"] for p in response.json()["projections"]]
-        if accept == "application/jsonlines":
-            return [json.loads(line)["projection"] for line in response.text.splitlines()]
-        return [r["projection"] for r in decode_label_records(response.content)]
-
-    with serving("pca", trained) as (url, _):
-        for content_type, body in bodies.items():
-            for accept in ("application/json", "application/jsonlines", "application/x-recordio-protobuf"):
-                response = requests.post(url + "/invocations", data=body,
-                                         headers={"Content-Type": content_type.split(";")[0], "Accept": accept})
-                np.testing.assert_allclose(projections(response, accept), expected, rtol=1e-6, atol=1e-6)
-        default = requests.post(url + "/invocations", data=csv_body, headers={"Content-Type": "text/csv"})
-        assert default.json() == {"projections": [{"projection": [float(v) for v in r]} for r in expected]}
-
-        def error(body: str, content_type: str = "text/csv", accept: str = "*/*") -> tuple[int, str]:
-            response = requests.post(url + "/invocations", data=body,
-                                     headers={"Content-Type": content_type, "Accept": accept})
-            return response.status_code, response.text.strip()
-
-        assert error(csv_body, accept="text/csv") == (406, "Accept 'text/csv' is not supported; use one of: "
-                                                           "application/json, application/jsonlines, "
-                                                           "application/x-recordio-protobuf.")
-        assert error(csv_body, "text/plain")[0] == 415
-        assert error("1,2,3,4,5\n") == (400, "Row 1 of request has 5 features but the model's feature_dim is 6.")
-        assert error("1,2,3,4,5,6\n1,2,nan,4,5,6\n") == (400, "Row 2 of request, column 3" + NAN)
 
 
 def test_describe_and_inspect(trained: Path, tmp_path: Path) -> None:

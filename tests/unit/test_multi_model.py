@@ -163,3 +163,23 @@ def test_single_model_mode_has_no_models_routes(tmp_path: Path, monkeypatch: pyt
     assert client.get("/models").status_code == 404
     assert client.post("/models/m/invoke", data=ROW, content_type="text/csv").status_code == 404
     assert client.post("/invocations", data=ROW, content_type="text/csv").status_code == 200
+
+
+def test_each_models_own_inference_module_answers_for_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from algorithms.sklearn.algorithm import SKLearn
+
+    monkeypatch.setenv("SAGEMAKER_MULTI_MODEL", "true")
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    for variable in ("SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY"):
+        monkeypatch.delenv(variable, raising=False)
+    client = create_app(SKLearn, tmp_path / "model").test_client()
+    for name, factor in (("double", 2), ("triple", 3)):
+        (tmp_path / name / "code").mkdir(parents=True)
+        (tmp_path / name / "code" / "inference.py").write_text(
+            f"def model_fn(model_dir):\n    return {factor}\n\n"
+            "def transform_fn(model, body, content_type, accept):\n    return str(model * len(body)), 'text/plain'\n")
+        assert _load(client, name, tmp_path / name).status_code == 200
+    answers = {name: _invoke(client, name, b"abcd").data for name in ("double", "triple")}
+    assert answers == {"double": b"8", "triple": b"12"}
+    no_code = _load(client, "plain", _kmeans(tmp_path / "plain", [[0, 0]]))
+    assert no_code.status_code == 400 and "serves inference modules only" in no_code.get_json()["message"]

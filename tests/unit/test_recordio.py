@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from common.data.recordio_reader import RecordIOReader, warm_up
+from common.data.recordio_reader import RecordIOReader
 from common.data.recordio_writer import encode_dense, encode_label_records, encode_sparse, frame
 from common.errors import UserError
 from tests.responses import decode_label_records
@@ -271,8 +274,37 @@ def test_streaming_batches_are_dense_or_sparse_on_their_own() -> None:
     assert [b.is_sparse for b in batches] == [False, True] and [b.first_row for b in batches] == [1, 2]
 
 
-def test_warm_up_compiles_without_error() -> None:
-    warm_up()
+WARM_UP_CHECK = """
+import io, json
+import numpy as np, scipy.sparse as sp
+from common.data import recordio_kernel
+from common.data.recordio_reader import RecordIOReader
+from common.data.recordio_writer import encode_dense, encode_sparse
+
+kernels = {name: getattr(recordio_kernel, name) for name in ("_scan_frames", "_join_parts", "_decode")}
+compiled = lambda: {name: len(kernel.signatures) for name, kernel in kernels.items()}
+before = compiled()
+warm_up()
+after = compiled()
+reader = RecordIOReader()
+for body in (encode_dense(np.arange(6.0).reshape(3, 2), np.ones(3)),
+             encode_sparse(sp.random(4, 9, density=0.3, format="csr", random_state=0, dtype=np.float32))):
+    reader.parse(body)
+    list(reader.batches(io.BytesIO(body), "check", 2))
+print(json.dumps([before, after, compiled()]))
+"""
+
+
+def test_warm_up_compiles_every_kernel_a_request_uses() -> None:
+    """In a fresh process: nothing compiled before warm_up, every kernel after (multi-part records included),
+    and reading dense and sparse bodies afterwards compiles nothing more."""
+    done = subprocess.run([sys.executable, "-c", WARM_UP_CHECK], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    before, after, afterwards = json.loads(done.stdout.splitlines()[-1])
+    assert before == {"_scan_frames": 0, "_join_parts": 0, "_decode": 0}
+    assert all(count >= 1 for count in after.values()), after
+    assert afterwards == after
 
 
 # ---------------------------------------------------------------- errors: one sentence naming where
