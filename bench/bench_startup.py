@@ -65,7 +65,8 @@ def jobs(rows: int) -> dict[str, tuple[str, dict[str, str], Callable[[Path], dic
     def sklearn(tmp: Path) -> dict:
         (tmp / "code").mkdir(exist_ok=True)
         (tmp / "code" / "train.py").write_text(SKLEARN_SCRIPT)
-        return {"train": ([_csv(tmp / "train.csv", x, target)], "text/csv"), "code": ([tmp / "code" / "train.py"], None)}
+        return {"train": ([_csv(tmp / "train.csv", x, target)], "text/csv"),
+                "code": ([tmp / "code" / "train.py"], None)}
 
     return {
         "kmeans": (RECORDIO, {"k": "3", "feature_dim": dim, "mini_batch_size": "500"},
@@ -168,7 +169,8 @@ def main() -> None:
     anchors = {"import numpy": [sys.executable, "-c", "import numpy"],
                "import numba": [sys.executable, "-c", "import numba"]}
     with tempfile.TemporaryDirectory() as tmp:
-        runs: dict[str, Callable[[], float]] = {name: (lambda c=command: run_process(c)) for name, command in anchors.items()}
+        runs: dict[str, Callable[[], float]] = {
+            name: (lambda c=command: run_process(c)) for name, command in anchors.items()}
         bases = {}
         for image, (_, hyperparameters, channels) in specs.items():
             folder = Path(tmp) / image

@@ -263,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     samples = commands.add_parser("sample-data", help="write an example data set to train on")
     samples.add_argument("name", choices=sorted(SAMPLES))
     samples.add_argument("path", type=Path, help="the CSV file to write")
+    from tools import pipeline, transform  # here: both import this module
+
+    transform.add_parser(commands)
+    pipeline.add_parser(commands)
     return parser
 
 
@@ -272,7 +276,7 @@ COMMANDS = {"train": train, "serve": serve, "sample-data": sample_data}
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return (COMMANDS.get(args.command) or args.run)(args)
     except UsageError as exc:
         print(f"sm-local {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.fm import kernels, training
+from algorithms.fm import training
 from algorithms.fm.artifact import MODEL_FILE, read_artifact, write_artifact
 from algorithms.fm.hyperparameters import FMHyperparameters
 from common.algorithm import Algorithm, TrainingJob
@@ -23,8 +23,11 @@ from common.data import content_types as ct
 from common.data.batch import Batch, Features
 from common.data.columns import Columns
 from common.errors import UserError
+from common.imports import LazyModule
 from common.metrics import MetricDefinition
 from common.serving.request import Options
+
+kernels = LazyModule("algorithms.fm.kernels")  # numba: loaded by the first call
 
 log = logging.getLogger(__name__)
 RECORDIO_ONLY = (ct.RECORDIO,)

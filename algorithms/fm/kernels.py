@@ -11,8 +11,9 @@ to the touched rows only (MXNet's lazy update for sparse gradients):
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from common.data.jit import numba
 
 BETA1, BETA2 = 0.9, 0.999
 # Layout of the `settings` float64 array passed to train_rows.

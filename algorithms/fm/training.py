@@ -16,14 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from algorithms.fm import kernels
 from algorithms.fm.hosts import HostSync, chunks, round_steps
 from algorithms.fm.hyperparameters import FMHyperparameters
 from common.algorithm import TrainingJob
 from common.channels import PIPE, DataChannel
 from common.data.batch import Batch
 from common.errors import UserError
+from common.imports import LazyModule
 from common.progress import Progress
+
+kernels = LazyModule("algorithms.fm.kernels")
 
 log = logging.getLogger(__name__)
 SEED = 0

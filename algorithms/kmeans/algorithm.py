@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from algorithms.kmeans import kernels
 from algorithms.kmeans.hyperparameters import KMeansHyperparameters
 from algorithms.kmeans.reduction import reduce_centers
 from algorithms.kmeans.refinement import Refinement
@@ -20,9 +19,12 @@ from common.data.batch import Batch
 from common.data.columns import Columns
 from common.data.ndarray_file import load_ndarrays, save_ndarrays
 from common.errors import UserError
+from common.imports import LazyModule
 from common.metrics import MetricDefinition
 from common.progress import Progress
 from common.serving.request import Options
+
+kernels = LazyModule("algorithms.kmeans.kernels")  # numba: loaded by the first call
 
 log = logging.getLogger(__name__)
 MODEL_FILE = "model_algo-1"

@@ -7,8 +7,9 @@ past an array.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from common.data.jit import numba
 
 
 def assign(x: np.ndarray, centers: np.ndarray, center_norms: np.ndarray | None = None

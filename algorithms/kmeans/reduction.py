@@ -12,8 +12,10 @@ import logging
 
 import numpy as np
 
-from algorithms.kmeans import kernels
 from algorithms.kmeans.hyperparameters import KMeansHyperparameters
+from common.imports import LazyModule
+
+kernels = LazyModule("algorithms.kmeans.kernels")
 
 log = logging.getLogger(__name__)
 SCREEN_ROWS = 4096

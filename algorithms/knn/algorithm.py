@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from algorithms.knn import artifact, index, vote
+from algorithms.knn import artifact, index
 from algorithms.knn.artifact import ModelMeta
 from algorithms.knn.hyperparameters import COSINE, IVFPQ, KnnHyperparameters
 from algorithms.knn.reduction import SEED, Reduction, Transform
@@ -44,8 +44,11 @@ from common.channels import ChannelSpec
 from common.data.batch import Batch
 from common.data.columns import Columns
 from common.errors import UserError
+from common.imports import LazyModule
 from common.metrics import MetricDefinition
 from common.serving.request import Options
+
+vote = LazyModule("algorithms.knn.vote")  # numba: loaded by the first call
 
 if TYPE_CHECKING:
     import faiss

@@ -12,7 +12,6 @@ from algorithms.knn import index
 from algorithms.knn.artifact import meta_from_dict
 from algorithms.knn.hyperparameters import KnnHyperparameters
 from algorithms.knn.sampling import Reservoir, host_share
-from algorithms.knn.vote import as_written
 from common import stopping
 from common.algorithm import TrainingJob
 from common.channels import SHARDED, DataChannel
@@ -20,8 +19,11 @@ from common.checkpoints import Checkpoints, job_state
 from common.data import content_types as ct
 from common.data.batch import Batch
 from common.errors import UserError
+from common.imports import LazyModule
 from common.metrics import MetricDefinition
 from common.progress import Progress
+
+vote = LazyModule("algorithms.knn.vote")
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +153,7 @@ def score_test(cls: Any, model: Any, hp: KnnHyperparameters, job: TrainingJob) -
     check_labelled(test)
     hits, squared, rows = 0.0, 0.0, 0
     for batch in test.batches(hp.mini_batch_size, 0, hp.feature_dim):
-        truth = as_written(labels_of(batch))
+        truth = vote.as_written(labels_of(batch))
         predicted = model.predict_labels(batch.dense())[0]
         hits += float(np.count_nonzero(predicted.astype(np.float32) == truth.astype(np.float32)))
         squared += float(((predicted - truth) ** 2).sum())

@@ -6,8 +6,9 @@ nearest-first list (i.e. the nearest of the tied labels). Regressor: the mean of
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from common.data.jit import numba
 
 
 @numba.njit(cache=True, nogil=True)

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from algorithms.rcf import kernels
 from common.errors import UserError
+from common.imports import LazyModule
 from common.progress import Progress
+
+kernels = LazyModule("algorithms.rcf.kernels")  # numba: loaded by the first call
 
 FORMAT, VERSION = "rcf-forest", 1
 ARRAYS = ("roots", "cut_dim", "cut_value", "left", "right", "mass", "leaf_point", "points")

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
+
+from common.data.jit import numba
 
 BLOCK = 64  # rows scored together, tree after tree
 

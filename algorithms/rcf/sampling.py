@@ -18,12 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from algorithms.rcf import kernels
 from common import stopping
 from common.checkpoints import Checkpoints
 from common.cluster.collective import Collective
 from common.errors import UserError
+from common.imports import LazyModule
 from common.progress import Progress
+
+kernels = LazyModule("algorithms.rcf.kernels")
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,13 @@ left for the next line (the caller grows it; nothing was written past its end).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
+
+from common.data.jit import numba
 
 OK, BAD_VALUE, BAD_WIDTH, FULL = 0, 1, 2, 3
 

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numba
 import numpy as np
 
 from common.data import csv_kernel, libsvm_kernel
 from common.data.csv_reader import count_columns
+from common.data.jit import numba
 
 MIN_RANGE_BYTES = 8 << 20
 Range = tuple[np.ndarray, int]  # (bytes of whole lines, index of its file)
@@ -111,27 +111,35 @@ def load_libsvm(files: list[Path]) -> dict[str, Any] | None:
     del found
     try:
         with ThreadPoolExecutor(os.cpu_count()) as pool:
-            sizes = list(pool.map(lambda r: libsvm_kernel.capacities(r[0]), ranges))
-            starts = np.concatenate([[0], np.cumsum([pairs for _, pairs in sizes])]).astype(np.int64)
-            all_indices, all_values = np.empty(starts[-1], np.int32), np.empty(starts[-1], np.float32)
-            results = list(pool.map(lambda k: libsvm_kernel.parse(
-                ranges[k][0], True, sizes[k], all_indices[starts[k]:starts[k + 1]],
-                all_values[starts[k]:starts[k + 1]]), range(len(ranges))))
+            counted = list(pool.map(lambda r: libsvm_kernel.capacities(r[0]), ranges))
+            sizes = np.array(counted, np.int64).reshape(-1, 2)  # (lines, colons) per range
+            starts = np.zeros((len(ranges) + 1, 2), np.int64)
+            np.cumsum(sizes, axis=0, out=starts[1:])
+            arrays = libsvm_kernel.allocate(int(starts[-1, 0]), int(starts[-1, 1]), len(ranges))
+
+            def parse(k: int) -> tuple:  # range k straight into its part of the arrays: no copies after
+                (row, pair), (rows, pairs) = starts[k], sizes[k]
+                indptr, indices, values, labels, weights, qids = arrays
+                parsed = libsvm_kernel.parse(ranges[k][0], True, (rows, pairs), (
+                    indptr[row + k:row + k + rows + 1], indices[pair:pair + pairs], values[pair:pair + pairs],
+                    labels[row:row + rows], weights[row:row + rows], qids[row:row + rows]))
+                return parsed[:6] + (len(parsed[7]),)  # (status, rows, line, max index, weight?, qid?, pairs)
+
+            results = list(pool.map(parse, range(len(ranges))))
         per_file = _rows_per_file(ranges, [r[1] for r in results])
     finally:
         ranges.clear()
         _close(maps)
     if not results or any(r[0] != libsvm_kernel.OK for r in results):
         return None
-    (_, _, _, _, _, _, indptrs, indices, values, labels, weights, qids) = zip(*results)
-    shifts = np.cumsum([0] + [len(v) for v in values[:-1]])
-    indptr = np.concatenate([indptrs[0][:1]] + [p[1:] + s for p, s in zip(indptrs, shifts)])
+    rows, pairs = libsvm_kernel.join(*arrays, starts[:-1, 0].copy(), starts[:-1, 1].copy(),
+                                     np.array([r[1] for r in results], np.int64),
+                                     np.array([r[6] for r in results], np.int64))
+    if rows < 0:
+        raise RuntimeError("libsvm ranges do not fit their arrays")  # unreachable: laid out above
+    indptr, indices, values, labels, weights, qids = arrays
     width = max(r[3] for r in results) + 1
-    if all(len(v) == size[1] for v, size in zip(values, sizes)):  # every colon was a pair: no gaps, no copy
-        indices, values = all_indices, all_values
-    else:  # weights, qid: close the gaps
-        indices, values = np.concatenate(indices), np.concatenate(values)
-    features = sp.csr_matrix((values, indices, indptr), shape=(len(indptr) - 1, width))
-    return {"features": features, "labels": np.concatenate(labels), "rows_per_file": per_file,
-            "weights": np.concatenate(weights) if any(r[4] for r in results) else None,
-            "qid": np.concatenate(qids) if any(r[5] for r in results) else None}
+    features = sp.csr_matrix((values[:pairs], indices[:pairs], indptr[:rows + 1]), shape=(rows, width))
+    return {"features": features, "labels": labels[:rows], "rows_per_file": per_file,
+            "weights": weights[:rows] if any(r[4] for r in results) else None,
+            "qid": qids[:rows] if any(r[5] for r in results) else None}

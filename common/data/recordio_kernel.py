@@ -6,8 +6,9 @@ names below); common/data/recordio_reader.py turns codes into sentences and arra
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from common.data.jit import numba
 
 MAGIC = 0xCED7230A
 _LEN_MASK = (1 << 29) - 1

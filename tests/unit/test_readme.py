@@ -4,14 +4,20 @@ The blocks run in order in one copy, with the repository's `.venv` linked in and
 has not activated it), so a block may use what an earlier one made: data from `sm-local sample-data`, a
 model from `sm-local train`. A block is left out only when the line before it says why:
 `<!-- readme-test: skip: REASON -->` (image builds, servers that run until stopped, AWS, root).
+
+The copy lives in build/readme-test/ and is brought up to date each run rather than made anew: numba caches
+its compiled kernels next to their sources, keyed by path, and compiling them all again takes a minute.
+Whatever the blocks write (build/ inside the copy) is removed before they run.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +25,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
+CLONE = REPO / "build" / "readme-test" / "clone"
 SHELLS = {"sh", "bash"}
 FENCE = re.compile(r"^```(\w*)\s*$")
 SKIP = re.compile(r"^<!-- readme-test: skip: (\S.*\S) -->$")
@@ -70,24 +77,53 @@ def test_the_readme_makes_the_data_it_trains_on() -> None:
             f"README.md trains on {path}, which no block that runs makes"
 
 
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The files a fresh clone would have (tracked and new, not ignored), and the repository's .venv."""
-    if not (REPO / ".venv" / "bin" / "python").exists():
-        pytest.skip("no .venv in the repository: run make install first")
+def clone_files() -> set[str]:
+    """What a fresh clone would hold: the tracked and new files that are not ignored."""
     try:
         listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                                 capture_output=True, check=True, timeout=60).stdout.decode()
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"not a git checkout, so no list of a clone's files: {exc}")
-    root = tmp_path_factory.mktemp("readme") / "clone"
-    for name in filter(None, listed.split("\0")):
-        source = REPO / name
-        if source.is_file():  # a tracked file deleted in the working tree is not there
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / name)  # keeps mtimes: make sees .venv as up to date, as in the repository
-    (root / ".venv").symlink_to(REPO / ".venv")
-    return root
+    return {name for name in listed.split("\0") if name and (REPO / name).is_file()}  # not those deleted since
+
+
+def sync_clone(names: set[str]) -> None:
+    """Make CLONE hold exactly `names`, as in the repository, and the .venv link; keep __pycache__ folders."""
+    shutil.rmtree(CLONE / "build", ignore_errors=True)
+    for folder, subfolders, files in os.walk(CLONE, topdown=False):
+        here = Path(folder)
+        if "__pycache__" in here.relative_to(CLONE).parts:
+            continue
+        for name in files + [d for d in subfolders if (here / d).is_symlink()]:
+            relative = (here / name).relative_to(CLONE).as_posix()
+            if relative not in names and relative != ".venv":
+                (here / name).unlink()
+        if here != CLONE and not any(here.iterdir()):
+            here.rmdir()
+    for name in names:
+        source, target = REPO / name, CLONE / name
+        if not target.is_file() or _stamp(target) != _stamp(source):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)  # keeps mtimes: make sees .venv as up to date, as in the repository
+    if not (CLONE / ".venv").is_symlink():
+        (CLONE / ".venv").symlink_to(REPO / ".venv")
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@pytest.fixture(scope="module")
+def clone() -> Iterator[Path]:
+    if not (REPO / ".venv" / "bin" / "python").exists():
+        pytest.skip("no .venv in the repository: run make install first")
+    names = clone_files()
+    CLONE.mkdir(parents=True, exist_ok=True)
+    with open(CLONE.parent / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one run at a time uses the copy
+        sync_clone(names)
+        yield CLONE
 
 
 def user_environment() -> dict[str, str]:
