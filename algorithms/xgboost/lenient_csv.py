@@ -18,6 +18,7 @@ from typing import BinaryIO
 import numpy as np
 
 from common.data.batch import Batch
+from common.data.text import shorten
 from common.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def read(stream: BinaryIO, source: str, label_size: int) -> Batch:
     if rows and _looks_like_header(rows[0][1], [row for _, row in rows[1:1 + HEADER_PROBE_ROWS]]):
         number, header = rows.pop(0)
         log.warning("%s: line %d looks like a header ('%s') and is skipped; XGBoost's CSV has no header row.",
-                    source, number, _shorten(",".join(header)))
+                    source, number, shorten(",".join(header)))
     if not rows:
         return Batch(np.empty((0, 0), np.float32), np.empty((0, label_size), np.float32), 1, source, label_size)
     width = len(rows[0][1])
@@ -50,7 +51,7 @@ def read(stream: BinaryIO, source: str, label_size: int) -> Batch:
                 matrix[index, column] = value
     for column, (count, example) in sorted(text_cells.items()):
         log.warning("%s: column %d has %d non-numeric value%s (e.g. '%s'), read as missing values.",
-                    source, column + 1, count, "" if count == 1 else "s", _shorten(example))
+                    source, column + 1, count, "" if count == 1 else "s", shorten(example))
     if width <= label_size:
         raise UserError(f"{source} has {width} columns, but label_size={label_size} leaves no feature columns.")
     return Batch(np.ascontiguousarray(matrix[:, label_size:]), np.ascontiguousarray(matrix[:, :label_size]),
@@ -77,7 +78,3 @@ def _looks_like_header(first: list[str], following: list[list[str]]) -> bool:
         return True
     return any(row[column].strip() and _number(row[column]) is not None
                for column in words for row in following if column < len(row))
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -12,6 +12,7 @@ import numpy as np
 
 from common.data import csv_kernel
 from common.data.batch import Batch
+from common.data.text import shorten
 from common.errors import UserError
 
 CHUNK_BYTES = 4 << 20
@@ -146,9 +147,9 @@ def _describe_error(block: bytes, status: int, line: int, col: int, ncols: int,
     cell = text.split(",")[col].strip(" \t") if col < len(text.split(",")) else ""
     cell = cell if cell.isprintable() else repr(cell)[1:-1]  # a control character shows, escaped
     if number == 1 and any(c.isalpha() for c in text) and not _looks_numeric(text):
-        return (f"{where} looks like a header ('{_shorten(text)}'); CSV data must have no header row, "
+        return (f"{where} looks like a header ('{shorten(text)}'); CSV data must have no header row, "
                 "label first.")
-    return f"{where}, column {col + 1}: '{_shorten(cell)}' is not a number."
+    return f"{where}, column {col + 1}: '{shorten(cell)}' is not a number."
 
 
 def _looks_numeric(text: str) -> bool:
@@ -157,7 +158,3 @@ def _looks_numeric(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."

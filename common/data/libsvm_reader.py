@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from common.data import libsvm_kernel as kernel
 from common.data.batch import Batch
+from common.data.text import is_number, shorten
 from common.errors import UserError
 
 CHUNK_BYTES = 4 << 20
@@ -85,28 +86,20 @@ def _describe(block: bytes, status: int, line: int, lines_before: int, source: s
     where = f"Line {lines_before + line + 1} of {source}"
     tokens = [t for t in re.split(r"[ \t\r]+", text) if t]  # the kernel's blanks: space, tab, CR only
     if not tokens:
-        return f"{where} holds no tokens, only {_shorten(repr(text))}; separate tokens with spaces or tabs."
+        return f"{where} holds no tokens, only {shorten(repr(text))}; separate tokens with spaces or tabs."
     if status == kernel.NO_LABEL:
         return f"{where} has no label; libsvm training rows start with the label."
     if status == kernel.BAD_LABEL:
         return f"{where}: label '{_shown(tokens[0])}' is not a number (or number:weight)."
     for token in tokens[1:] if ":" not in tokens[0] or status != kernel.BAD_TOKEN else tokens:
         key, sep, value = token.partition(":")
-        if not (sep and (key.isdigit() or key == "qid") and _is_number(value)):
+        if not (sep and (key.isdigit() or key == "qid") and is_number(value)):
             return f"{where}: '{_shown(token)}' is not index:value."
         if key.isdigit() and int(key) > kernel.MAX_INDEX:
-            return f"{where}: feature index {_shorten(key)} is larger than the largest allowed, {kernel.MAX_INDEX}."
+            return f"{where}: feature index {shorten(key)} is larger than the largest allowed, {kernel.MAX_INDEX}."
         if key == "qid" and not _is_integer(value):
-            return f"{where}: qid '{_shorten(value)}' is not an integer of at most 2^53."
-    return f"{where} is not libsvm: '{_shorten(text.strip())}'."
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+            return f"{where}: qid '{shorten(value)}' is not an integer of at most 2^53."
+    return f"{where} is not libsvm: '{shorten(text.strip())}'."
 
 
 def _is_integer(text: str) -> bool:
@@ -119,8 +112,4 @@ def _is_integer(text: str) -> bool:
 
 def _shown(token: str) -> str:
     """The token as the message shows it: control characters escaped (a vertical tab is no blank here)."""
-    return _shorten(token if token.isprintable() else repr(token)[1:-1])
-
-
-def _shorten(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shorten(token if token.isprintable() else repr(token)[1:-1])

@@ -27,6 +27,7 @@ import numpy as np
 
 from common.channels import maybe_gunzip
 from common.data.batch import Batch, first_non_finite, non_finite_message
+from common.data.text import is_number
 from common.errors import UserError
 from common.imports import without
 
@@ -267,22 +268,14 @@ def diagnose(path: Path, n_columns: int, categorical: tuple[int, ...], strings_o
                 return (f"Line {number} of {path.name} has {len(row)} fields but earlier lines have {n_columns}; "
                         "every row needs the same columns.")
             for col, cell in enumerate(row):
-                if col in numeric and cell.strip() and not _is_number(cell) and col - 1 in categorical:
+                if col in numeric and cell.strip() and not is_number(cell) and col - 1 in categorical:
                     return (f"Categorical column {col + 1} holds '{cell[:60]}' (line {number} of {path.name}); "
                             "this algorithm needs categories encoded as non-negative integers.")
-                if col in numeric and cell.strip() and not _is_number(cell):
+                if col in numeric and cell.strip() and not is_number(cell):
                     hint = " (a header row? CSV data must have no header, target first)" if number == 1 else ""
                     hint = " (it holds bytes that are not UTF-8)" if "\ufffd" in cell else hint
                     return f"Line {number} of {path.name}, column {col + 1}: '{cell[:60]}' is not a number{hint}."
     return None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def holdout(n_rows: int) -> tuple[np.ndarray, np.ndarray]:
