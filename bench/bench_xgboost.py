@@ -216,7 +216,8 @@ def bench_training(results: Results, root: Path, dataset: str, rows: int, featur
         rows_out = []
         for fmt, path, _ in files:
             m = bench_loader(results, name, rows, cols, fmt, path, repeats)
-            rows_out += [(f"{fmt}: ours (parse {m['parse']:.3f} s + DMatrix {m['dmatrix']:.3f} s)", f"{m['ours']:.3f} s"),
+            split = f"parse {m['parse']:.3f} s + DMatrix {m['dmatrix']:.3f} s"
+            rows_out += [(f"{fmt}: ours ({split})", f"{m['ours']:.3f} s"),
                          (f"{fmt}: xgboost DMatrix('{fmt} file')", f"{m['xgboost']:.3f} s"),
                          (f"{fmt}: ratio ours/xgboost (goal <= 1.0)", f"{m['ours'] / m['xgboost']:.2f}x")]
         report(f"loader alone, {dataset} {rows:,} x {cols}, warm process, medians of {repeats}", rows_out)

@@ -243,10 +243,8 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sm-local", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """train, serve and sample-data (tools/sm_local.py adds transform and pipeline)."""
     train_parser = commands.add_parser("train", help="train into --dir, as a SageMaker training job")
     serve_parser = commands.add_parser("serve", help="serve the model that train left in --dir")
     for command in (train_parser, serve_parser):
@@ -263,24 +261,6 @@ def build_parser() -> argparse.ArgumentParser:
     samples = commands.add_parser("sample-data", help="write an example data set to train on")
     samples.add_argument("name", choices=sorted(SAMPLES))
     samples.add_argument("path", type=Path, help="the CSV file to write")
-    from tools import pipeline, transform  # here: both import this module
-
-    transform.add_parser(commands)
-    pipeline.add_parser(commands)
-    return parser
 
 
 COMMANDS = {"train": train, "serve": serve, "sample-data": sample_data}
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return (COMMANDS.get(args.command) or args.run)(args)
-    except UsageError as exc:
-        print(f"sm-local {args.command}: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -61,6 +61,8 @@ class ModelServer:
         self._base: Path | None = None
         self._log: Path | None = None
         self._local = threading.local()
+        self._connections: list[http.client.HTTPConnection] = []
+        self._connections_lock = threading.Lock()
 
     def __enter__(self) -> ModelServer:
         self.start()
@@ -106,6 +108,10 @@ class ModelServer:
 
     def stop(self) -> None:
         """SIGTERM, gunicorn's graceful stop; SIGKILL after its 25 s graceful timeout and a margin."""
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:  # idle keep-alive connections would hold up gunicorn's graceful stop
+            connection.close()
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.terminate()
@@ -171,6 +177,8 @@ class ModelServer:
         if connection is None:
             connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=INVOKE_SECONDS)
             self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
         return connection
 
     def _drop_connection(self) -> None:

@@ -56,7 +56,7 @@ class FactorizationMachines(Algorithm[FMHyperparameters]):
                     "estimate while the model changes, not a re-scoring of the epoch's final model. The test:* "
                     "metrics score the final model on the test channel once, after the last epoch.")
     request_types = (ct.JSON, ct.JSONLINES, ct.RECORDIO)
-    response_types = (ct.JSON, ct.JSONLINES, ct.RECORDIO)
+    response_types = (ct.JSON, ct.JSONLINES, ct.RECORDIO, ct.CSV)
 
     def __init__(self, w0: np.ndarray, w: np.ndarray, v: np.ndarray, predictor_type: str,
                  meta: dict[str, Any] | None = None) -> None:

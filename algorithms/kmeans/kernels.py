@@ -136,6 +136,29 @@ def kmeans_plus_plus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.ra
     return points[chosen].copy()
 
 
+def greedy_kmeans_plus_plus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator,
+                            local_trials: int) -> np.ndarray:
+    """Greedy weighted k-means++: each step draws `local_trials` candidates ~ weight x D^2 and keeps the one
+    that lowers the weighted potential (sum of weight x D^2) most."""
+    n = len(points)
+    norms = np.einsum("ij,ij->i", points, points)
+    chosen = [int(rng.choice(n, p=weights / weights.sum()))]
+    closest = ((points - points[chosen[0]]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        mass = weights * closest
+        total = mass.sum()
+        if total > 0:
+            candidates = rng.choice(n, size=local_trials, p=mass / total)
+        else:
+            candidates = rng.integers(n, size=local_trials)
+        squared = norms[:, None] - 2.0 * (points @ points[candidates].T) + norms[candidates]
+        trial = np.minimum(closest[:, None], np.maximum(squared, 0.0))
+        best = int(np.argmin(weights @ trial))
+        chosen.append(int(candidates[best]))
+        closest = trial[:, best]
+    return points[chosen].copy()
+
+
 def random_init(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return points[rng.choice(len(points), size=k, replace=False)].copy()
 

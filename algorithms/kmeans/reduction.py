@@ -1,9 +1,10 @@
 """Reduce the K = k x extra_center_factor mini-batch centres to k, then refine them on the sampled rows.
 
 The reduction is weighted Lloyd over the centres, each weighted by the rows it absorbed, from
-`num_trials` starts. Those centres summarise their rows by their means only, so the trial that fits
-the centres best is often not the one that fits the rows best: every trial goes on with Lloyd over
-a screening share of the sampled rows, and the best there over all of them.
+`num_trials` starts (k-means++ starts are greedy: the best of 2 + ln k draws at each step). Those
+centres summarise their rows by their means only, so the trial that fits the centres best is often
+not the one that fits the rows best: every trial goes on with Lloyd over a screening share of the
+sampled rows, and the best there over all of them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def reduction_trials(centers: np.ndarray, counts: np.ndarray, hp: KMeansHyperpar
     trials = []
     for trial in range(hp.num_trials):
         if hp.local_lloyd_init_method == "kmeans++":
-            start = kernels.kmeans_plus_plus(centers, weights, hp.k, rng)
+            start = kernels.greedy_kmeans_plus_plus(centers, weights, hp.k, rng, 2 + int(np.log(hp.k)))
         else:
             start = kernels.random_init(centers, hp.k, rng)
         result, loss = kernels.weighted_lloyd(centers, weights, start, hp.local_lloyd_max_iter, hp.local_lloyd_tol)

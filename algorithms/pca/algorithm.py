@@ -48,7 +48,7 @@ class PCA(Algorithm[PCAHyperparameters]):
     metrics_note = ("no train metric is printed. test:reconstruction_error is the mean over the test channel's rows "
                     "of |x - x v v'|^2 (x centred by the training mean when subtract_mean is true), measured once "
                     "with the final components after training.")
-    response_types = (ct.JSON, ct.JSONLINES, ct.RECORDIO)
+    response_types = (ct.JSON, ct.JSONLINES, ct.RECORDIO, ct.CSV)
     response_layout = ResponseLayout(envelope="projections")
 
     def __init__(self, s: np.ndarray, v: np.ndarray, mean: np.ndarray | None = None) -> None:

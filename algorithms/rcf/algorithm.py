@@ -52,7 +52,7 @@ class RandomCutForest(Algorithm[RCFHyperparameters]):
     metrics_note = ("no train metric is printed. The test:* metrics compare the test channel's labels (1 = anomaly) "
                     "with the built forest's flags, a row being flagged when its score is above the mean + 3 standard "
                     "deviations of the test channel's scores; measured once after the forest is built.")
-    response_types = (ct.JSON, ct.JSONLINES, ct.RECORDIO)
+    response_types = (ct.JSON, ct.JSONLINES, ct.RECORDIO, ct.CSV)
     response_layout = ResponseLayout(envelope="scores")
 
     def __init__(self, forest: Forest) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
 from common.data.jit import numba
@@ -20,9 +19,7 @@ OK, BAD_VALUE, BAD_WIDTH, FULL = 0, 1, 2, 3
 
 _POW10 = np.array([10.0**i for i in range(23)])
 _COMMA, _NL, _CR, _SP, _TAB = 44, 10, 13, 32, 9
-_INT_POW10 = np.array([10**i for i in range(9)], dtype=np.int64)
-_ZEROS, _ABOVE_NINE = np.uint64(0x3030303030303030), np.uint64(0x4646464646464646)
-_HIGH_BITS, _LOW_NIBBLES = np.uint64(0x8080808080808080), np.uint64(0x0F0F0F0F0F0F0F0F)
+_LOW_SEVEN, _ONES = np.uint64(0x7F7F7F7F7F7F7F7F), np.uint64(0x0101010101010101)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -44,36 +41,6 @@ def _match_word(buf, i, end, word):
     return True
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _digits(buf, i, end, mantissa):
-    """Decimal digits from i appended to mantissa: (mantissa, index after the last digit).
-
-    Eight bytes at a time where the buffer allows (SWAR) instead of a compare and branch per byte: a
-    784-column body parses in 13.9 ms instead of 19.4 on one thread."""
-    while i + 8 <= end:
-        word = _load8(buf, i)
-        digits = word - _ZEROS
-        not_digit = ((word + _ABOVE_NINE) | digits) & _HIGH_BITS  # high bit of each byte that is no digit
-        count = 8 if not_digit == 0 else np.int64(trailing_zeros(not_digit)) >> 3
-        if count == 0:
-            return mantissa, i
-        digits = digits << np.uint64(64 - 8 * count)  # the digits to the top bytes, zeros below
-        digits = ((digits & _LOW_NIBBLES) * np.uint64(2561)) >> np.uint64(8)
-        digits = ((digits & np.uint64(0x00FF00FF00FF00FF)) * np.uint64(6553601)) >> np.uint64(16)
-        digits = ((digits & np.uint64(0x0000FFFF0000FFFF)) * np.uint64(42949672960001)) >> np.uint64(32)
-        mantissa = mantissa * _INT_POW10[count] + np.int64(digits)
-        i += count
-        if count < 8:
-            return mantissa, i
-    while i < end:
-        digit = np.int64(buf[i]) - 48
-        if digit < 0 or digit > 9:
-            break
-        mantissa = mantissa * 10 + digit
-        i += 1
-    return mantissa, i
-
-
 @intrinsic
 def _load8(typingctx, buf, i):
     """buf[i:i + 8] as one unaligned little-endian uint64 load (x86-64 and arm64 both allow it): buf is a
@@ -88,20 +55,65 @@ def _load8(typingctx, buf, i):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _zero_bytes(word):
+    """1 in each byte of word that is zero, 0 in the others: exact per byte (no carry crosses a byte)."""
+    return ~(((word & _LOW_SEVEN) + _LOW_SEVEN) | word | _LOW_SEVEN) >> np.uint64(7)
+
+
+@numba.njit(cache=True, nogil=True)
+def count_bytes(buf, first, second):
+    """(bytes equal to `first`, bytes equal to `second`) in buf, eight at a time: 2.5x the byte loop.
+    Per block of 16 words each byte lane counts at most 16, so the lanes' sum (at most 128) fits a byte."""
+    end = len(buf)
+    pattern_a, pattern_b = _ONES * np.uint64(first), _ONES * np.uint64(second)
+    count_a, count_b, i = 0, 0, 0
+    while i + 128 <= end:
+        lanes_a, lanes_b = np.uint64(0), np.uint64(0)
+        for k in range(16):
+            word = _load8(buf, i + 8 * k)  # i + 8 * k + 8 <= i + 128 <= end
+            lanes_a += _zero_bytes(word ^ pattern_a)
+            lanes_b += _zero_bytes(word ^ pattern_b)
+        count_a += np.int64((lanes_a * _ONES) >> np.uint64(56))
+        count_b += np.int64((lanes_b * _ONES) >> np.uint64(56))
+        i += 128
+    while i < end:
+        count_a += buf[i] == first
+        count_b += buf[i] == second
+        i += 1
+    return count_a, count_b
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _parse_plain(buf, i, end, pow10):
     """The common case, 3-4x faster than the general path: [-]digits[.digits] with at most 18 digits and no
     exponent, so the digits fit an int64 and one division by an exact power of ten rounds once. Gives the
-    same value as the general path; ok False sends everything else there. Returns (value, next, ok)."""
+    same value as the general path; ok False sends everything else there. Returns (value, next, ok).
+
+    A plain loop per digit: 1.7-2.2x faster here than the eight-bytes-at-a-time (SWAR) digits it replaced,
+    on short and long decimals and on 784 columns of small integers alike (bench/bench_xgboost.py)."""
     start = i
     negative = i < end and buf[i] == 45
     if negative:
         i += 1
-    mantissa, after = _digits(buf, i, end, np.int64(0))
-    digits, i = after - i, after
+    mantissa = np.int64(0)  # wraps past 18 digits, which are sent to the general path anyway
+    digits = 0
+    while i < end:
+        digit = np.int64(buf[i]) - 48
+        if digit < 0 or digit > 9:
+            break
+        mantissa = mantissa * 10 + digit
+        digits += 1
+        i += 1
     decimals = 0
     if i < end and buf[i] == 46:
-        mantissa, after = _digits(buf, i + 1, end, mantissa)
-        decimals, i = after - i - 1, after
+        i += 1
+        while i < end:
+            digit = np.int64(buf[i]) - 48
+            if digit < 0 or digit > 9:
+                break
+            mantissa = mantissa * 10 + digit
+            decimals += 1
+            i += 1
     if digits + decimals == 0 or digits + decimals > 18 or (i < end and (buf[i] == 101 or buf[i] == 69)):
         return 0.0, start, False
     value = float(mantissa) / pow10[decimals]

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.data.csv_kernel import _POW10, INF_WORD, INFINITY_WORD, NAN_WORD, _parse_plain, parse_number
+from common.data.csv_kernel import (
+    _POW10,
+    INF_WORD,
+    INFINITY_WORD,
+    NAN_WORD,
+    _parse_plain,
+    count_bytes,
+    parse_number,
+)
 from common.data.jit import numba
 
 OK, BAD_LABEL, BAD_TOKEN, NO_LABEL, FULL = 0, 1, 2, 3, 4
@@ -134,13 +142,8 @@ def parse_lines(buf, labelled, indptr, indices, values, labels, weights, qids, n
 @numba.njit(cache=True, nogil=True)
 def capacities(buf):
     """(rows, index:value pairs) that a parse of `buf` can produce at most: lines and colons, in one pass."""
-    lines, colons = 1, 0
-    for c in buf:
-        if c == _NL:
-            lines += 1
-        elif c == _COLON:
-            colons += 1
-    return lines, colons
+    newlines, colons = count_bytes(buf, _NL, _COLON)
+    return newlines + 1, colons
 
 
 @numba.njit(cache=True, nogil=True)

@@ -18,11 +18,12 @@ import requests
 from sklearn.datasets import make_blobs
 
 from tests.integration.helpers import free_port
-from tools.local import REPO, main
+from tools.local import REPO
+from tools.sm_local import main
 
 
 def sm_local(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.local", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tools.sm_local", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -145,7 +146,7 @@ def port_is_closed(port: int) -> bool:
                          ids=["SIGTERM", "SIGINT"])
 def test_serve_stops_gunicorn_on_a_stop_signal(trained_job: Path, signum: int, status: int) -> None:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tools.local", "serve", "--algorithm", "kmeans",
+    server = subprocess.Popen([sys.executable, "-m", "tools.sm_local", "serve", "--algorithm", "kmeans",
                                "--dir", str(trained_job), "--port", str(port)],
                               cwd=REPO, env=dict(os.environ, SAGEMAKER_MODEL_SERVER_WORKERS="2"),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

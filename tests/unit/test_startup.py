@@ -1,0 +1,68 @@
+"""Start-up: a process imports only what it uses (bench/bench_startup.py measures what that costs).
+
+Each check runs in a fresh interpreter and reads its sys.modules: importing and describing any algorithm
+loads no numba (its kernels load at their first call); the server's parent (gunicorn's master) imports no
+numba, scipy, Flask, model library or model (the workers do, after the fork); numba loads its registries
+without scipy.linalg (common/data/jit.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, algorithm_names
+from tools.local import entrypoint_env
+
+# Libraries a process of ours must not import before it needs them (top-level package names).
+HEAVY = ("numba", "llvmlite", "scipy", "flask", "werkzeug", "faiss", "xgboost", "lightgbm", "catboost",
+         "pandas", "sklearn", "pyarrow", "joblib", "threadpoolctl")
+REPORT = f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))"
+
+
+def _last_json(code: str, env: dict[str, str] | None = None) -> object:
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", algorithm_names())
+def test_describing_an_algorithm_loads_no_numba_nor_its_library(name: str) -> None:
+    code = (f"import json, sys\nfrom common.algorithm import load_algorithm\n"
+            f"load_algorithm({name!r}).describe()\n{REPORT}")
+    assert _last_json(code) == []
+
+
+@pytest.mark.parametrize("name", algorithm_names())
+def test_the_server_parent_imports_no_numba_flask_or_model(name: str, tmp_path: Path) -> None:
+    """`serve` up to gunicorn's arbiter, which would fork the workers: what the master holds by then."""
+    (tmp_path / "model").mkdir()
+    if name == "sklearn":  # a script-only image serves the user's module: its code is prepared in the master
+        (tmp_path / "model" / "code").mkdir()
+        (tmp_path / "model" / "code" / "inference.py").write_text("")
+    code = ("import json, sys\nimport gunicorn.app.base\n"
+            f"gunicorn.app.base.BaseApplication.run = lambda self: {REPORT}\n"
+            "from common.entrypoint import main\nsys.exit(main(['serve']))")
+    assert _last_json(code, entrypoint_env(name, tmp_path)) == []
+
+
+def test_a_script_only_image_with_no_module_fails_in_the_server_parent(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    done = subprocess.run([sys.executable, "-m", "common.entrypoint", "serve"], cwd=REPO, capture_output=True,
+                          text=True, env=entrypoint_env("sklearn", tmp_path), timeout=120)
+    assert done.returncode == 1
+    assert "Error: This image serves inference modules only" in done.stderr
+    assert "Starting gunicorn" not in done.stdout + done.stderr
+
+
+def test_numba_loads_its_registries_without_scipy_linalg_and_np_dot_still_compiles() -> None:
+    code = ("import json, sys\nimport numpy as np\nfrom common.data.jit import numba\n"
+            "loaded = 'scipy.linalg' in sys.modules\n"
+            "dot = numba.njit(lambda a: np.dot(a, a))\n"
+            "print(json.dumps([loaded, float(dot(np.arange(3.0)))]))")
+    assert _last_json(code) == [False, 5.0]
