@@ -1,11 +1,12 @@
 """Start-up: the fixed cost of every image's process, next to `python -c "import numpy"` on the same machine.
 
 Per image: a tiny training job (1,000 rows x 10, the image's natural content type) through the real
-entrypoint, process wall time with a warm numba cache (the first run fills it), median of interleaved runs
-with the two anchors (`python -c "import numpy"`, `python -c "import numba"`); then `serve` with one worker
-on that model: time from the process start to the first /ping 200, and the resident memory of the gunicorn
-master and of its worker then (psutil). No container: the same Python as the virtualenv.
-Usage: bench_startup.py [--rows N] [--repeats R] [--images kmeans,pca,...]
+entrypoint, process wall and CPU time with a warm numba cache (the first run fills it), medians of runs
+interleaved with the two anchors' (`python -c "import numpy"`, `python -c "import numba"`); then `serve` with
+one worker on that model: time from the process start to the first /ping 200, and the memory of the gunicorn
+master and of its worker then (RSS each, and PSS of the two). No container: the virtualenv's Python.
+--baseline DIR times another copy of the repository (the code before a change) interleaved with this one.
+Usage: bench_startup.py [--rows N] [--repeats R] [--images kmeans,pca,...] [--baseline DIR]
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def serving(algorithm: str, base: Path, workers: int = 1, extra_env: dict[str, s
     server = run_entrypoint("serve", algorithm, base, env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a cold numba cache compiles the model's kernels first (warm_up)
         while True:
             if server.poll() is not None:
                 raise AssertionError("server exited: " + server.stdout.read().decode())

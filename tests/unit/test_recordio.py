@@ -278,7 +278,7 @@ WARM_UP_CHECK = """
 import io, json
 import numpy as np, scipy.sparse as sp
 from common.data import recordio_kernel
-from common.data.recordio_reader import RecordIOReader
+from common.data.recordio_reader import RecordIOReader, warm_up
 from common.data.recordio_writer import encode_dense, encode_sparse
 
 kernels = {name: getattr(recordio_kernel, name) for name in ("_scan_frames", "_join_parts", "_decode")}
