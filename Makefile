@@ -28,14 +28,18 @@ sdk-venv: .venv-sdk/.installed
 demo: install
 	$(PY) -m tools.demo
 
+# pytest-xdist: a worker per core, each test file on one worker (its module fixtures train once); numba's
+# compiled kernels stay in NUMBA_CACHE_DIR between runs (the first run fills it; the test subprocesses inherit it).
 # Then the container stage: one image built and run for real when an engine answers, or when
 # CI=true and podman can be set up (docker/container-stage.sh says why it skips; CONTAINER_TESTS=0).
+test test-slow: export NUMBA_CACHE_DIR ?= $(HOME)/.cache/sagemaker-builtin-images/numba
 test: install
-	$(PY) -m pytest -q -m "not slow and not container" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow and not container" $(PYTEST_ARGS)
 	@MAKE="$(MAKE)" PY=$(PY) sh docker/container-stage.sh
 
+# The tests marked slow (@pytest.mark.slow), not part of `test`.
 test-slow: install
-	$(PY) -m pytest -q -m "slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n auto --dist loadfile -m "slow" $(PYTEST_ARGS)
 
 # Slow, not part of `test`: every image (LOCAL_MODE_IMAGES="kmeans xgboost" for some) driven by the real SDK's
 # local mode, each through its examples/<image>.py: fit, deploy, predict, batch transform. Builds the images;
@@ -71,10 +75,10 @@ BENCH := BENCH_ROWS="$(ROWS)" BENCH_REPEATS="$(REPEATS)" BENCH_QUICK="$(QUICK)" 
 
 bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-startup
 
-# Every bench at its quick sizes (about 15 minutes on 2 cores), then bench/REPORT.md and its plots.
+# Every bench at its quick sizes (about 15 minutes on 2 idle cores), then bench/REPORT.md and its plots.
+# -k: a bench that fails leaves its previous results (dated in the report) and the others still run.
 bench-report: install
-	$(MAKE) --no-print-directory bench QUICK=1
-	$(PY) bench/report.py
+	$(MAKE) --no-print-directory -k bench QUICK=1; status=$$?; $(PY) bench/report.py && exit $$status
 
 bench-common: install sdk-venv
 	$(BENCH) bench/bench_readers.py

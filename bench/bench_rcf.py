@@ -144,7 +144,7 @@ def serve_rate(x: np.ndarray, workdir: Path) -> float:
             try:
                 if requests.get(url.replace("invocations", "ping"), timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow on a loaded machine
                 time.sleep(0.2)
             if time.monotonic() > deadline:
                 raise SystemExit("the server never answered /ping")

@@ -76,7 +76,8 @@ def table(entries: list[dict]) -> list[str]:
     lines = ["| case | data (rows x cols) | ours | anchor | anchor's | ours/anchor | better |",
              "|---|---|---:|---|---:|---:|---|"]
     for r in entries:
-        ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f}x" if r["ratio"] >= 0.1 else f"{r['ratio']:.2g}x"
+        ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2g}x" if r["ratio"] < 0.1 else \
+            f"{r['ratio']:,.0f}x" if r["ratio"] >= 100 else f"{r['ratio']:.2f}x"
         lines.append(f"| {r['case']} | {data_size(r)} | {number(r['ours'], r['unit'])} | {r['anchor'] or '—'} | "
                      f"{number(r['anchor_value'], r['unit'])} | {ratio} | {r['better']} |")
     return lines
@@ -101,6 +102,15 @@ def seconds_of(record: dict) -> tuple[float, float | None]:
     return record["seconds"], record.get("anchor_seconds")
 
 
+def spread(axes: plt.Axes, which: str, values: list[float]) -> None:
+    """A log scale when the values span more than 30x (else a plain one: a log axis over less has almost no
+    labelled ticks), with plain numbers either way."""
+    axis = axes.xaxis if which == "x" else axes.yaxis
+    if max(values) / min(values) > 30:
+        (axes.set_xscale if which == "x" else axes.set_yscale)("log")
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1000 else f"{value:g}"))
+
+
 def plot_time_vs_rows(algorithm: str, records: list[dict]) -> Path | None:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in records:
@@ -120,16 +130,12 @@ def plot_time_vs_rows(algorithm: str, records: list[dict]) -> Path | None:
         if rs[0]["anchor"] and None not in theirs and key not in anchors_drawn:
             anchors_drawn.add(key)
             axes.plot(rows, theirs, "s--", color=color, alpha=0.7, label=f"anchor: {rs[0]['anchor']}")
-    axes.set(xscale="log", yscale="log", xlabel="rows", ylabel="seconds",
+    axes.set(xscale="log", xlabel="rows", ylabel="seconds",
              title=f"{TITLES.get(algorithm, algorithm)}: time vs rows")
     axes.set_xticks(sorted({r["rows"] for rs in groups.values() for r in rs}))
     axes.xaxis.set_minor_locator(NullLocator())
     axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    axes.yaxis.set_major_formatter(plain)
-    low, high = axes.get_ylim()
-    if high / low < 30:  # under about a decade and a half: label the minor ticks too, or there is almost none
-        axes.yaxis.set_minor_formatter(plain)
+    spread(axes, "y", [value for line in axes.get_lines() for value in line.get_ydata()])
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7)
     return save(figure, f"{algorithm}-time-vs-rows.png")
@@ -151,7 +157,8 @@ def plot_knn_recall(records: list[dict]) -> Path | None:
                 axes.scatter(r["ours"], recall, marker=marker, color=color, label=f"{index_type} ours, {r['request']}")
             axes.scatter(of_type[0]["anchor_value"], recall, marker="^", color=color, edgecolor="black",
                          label=f"{index_type} FAISS index.search")
-        axes.set(xscale="log", xlabel="queries/s (1,000-query requests, median)", ylabel="recall@10 vs exact",
+        spread(axes, "x", [r["ours"] for r in chosen] + [r["anchor_value"] for r in chosen])
+        axes.set(xlabel="queries/s (1,000-query requests, median)", ylabel="recall@10 vs exact",
                  title=f"k-NN {data}, {rows:,} rows")
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=7)

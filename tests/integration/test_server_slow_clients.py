@@ -90,6 +90,7 @@ def _invoke(session: requests.Session, url: str) -> int:
     return session.post(url + "/invocations", data=ROW, headers={"Content-Type": "text/csv"}, timeout=30).status_code
 
 
+@pytest.mark.slow  # the stalled clients hold their connections for ~10 s: make test-slow
 @pytest.mark.parametrize("stalled", [8, 32])
 def test_ping_answers_in_time_while_clients_stall(server: tuple[str, int], stalled: int) -> None:
     url, port = server

@@ -121,6 +121,7 @@ def _model(algorithm: str, base: Path) -> tuple[dict[str, np.ndarray], dict[str,
     return model.export(), predictions
 
 
+@pytest.mark.slow  # three trainings per image, with slowed checkpoints: make test-slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_sigterm_writes_the_failure_file_and_a_restart_resumes_to_the_same_model(tmp_path: Path, name: str) -> None:
     case = CASES[name]

@@ -183,6 +183,7 @@ def test_sigterm_reaches_the_script(tmp_path: Path) -> None:
     assert (base / "model" / "stopped").read_text() == str(int(signal.SIGTERM))
 
 
+@pytest.mark.slow  # two hosts running the user's script, rabit between them: make test-slow
 def test_two_hosts_train_one_model_with_rabit_run(tmp_path: Path) -> None:
     x, y = load_breast_cancer(return_X_y=True)
     parts = []

@@ -145,9 +145,9 @@ def test_csv_numbers_in_every_spelling_parse_as_python_does() -> None:
     assert np.array_equal(parsed, expected, equal_nan=True)
 
 
-def test_csv_digit_runs_of_every_length_read_eight_bytes_at_a_time_exactly() -> None:
-    """Runs of 0-11 digits before and after the point, on one line and one per line: the SWAR digit reader
-    must stop at the first non-digit byte wherever it falls in its 8-byte word."""
+def test_csv_digit_runs_of_every_length_parse_exactly() -> None:
+    """Runs of 0-11 digits before and after the point, on one line and one per line: the plain-decimal path
+    must stop at the first non-digit byte and hand runs over 18 digits to the general path."""
     words = [("-" if (a + b) % 3 == 0 else "") + "9876543210123456789"[:a] + "." + "1234567890987654321"[:b]
              for a in range(0, 12) for b in range(0, 12) if a + b > 0]
     for body in (",".join(words).encode(), "\n".join(words).encode()):
@@ -156,3 +156,75 @@ def test_csv_digit_runs_of_every_length_read_eight_bytes_at_a_time_exactly() -> 
     for bad in (b"1,2,3\n1,12345678x,3", b"1,2,3\n1,1234567.8x9,3", b"1,2,3\n123456789012345678;,1,1"):
         with pytest.raises(UserError, match="is not a number"):
             CsvReader().parse(bad)
+
+
+def test_byte_counts_in_words_match_numpy() -> None:
+    from common.data.csv_kernel import count_bytes
+
+    rng = np.random.default_rng(5)
+    for size in (0, 1, 7, 8, 127, 128, 129, 255, 256, 1000, 4099):
+        for alphabet in ([10, 58], [10, 58, 32, 49], list(range(256))):
+            data = rng.choice(np.array(alphabet, np.uint8), size)
+            for start in (0, 3):  # unaligned views too
+                part = data[start:]
+                assert count_bytes(part, 10, 58) == (int((part == 10).sum()), int((part == 58).sum()))
+    assert count_bytes(np.full(4096, 10, np.uint8), 10, 10) == (4096, 4096)  # every lane full: no byte overflow
+
+
+def test_libsvm_kernels_stop_at_the_end_of_their_arrays() -> None:
+    from common.data import libsvm_kernel as kernel
+    from common.data.csv_kernel import INF_WORD, INFINITY_WORD, NAN_WORD
+
+    buf = np.frombuffer(b"1 0:1 1:2\n0 2:3 3:4\n1 4:5\n", np.uint8)
+    for rows, pairs in ((3, 5), (1, 5), (3, 3), (0, 0)):
+        arrays = [np.full(n + 1, -9, dtype) for n, dtype in  # one sentinel past each array's end
+                  ((rows + 1, np.int64), (pairs, np.int32), (pairs, np.float32), (rows, np.float32),
+                   (rows, np.float32), (rows, np.int64))]
+        views = [a[:-1] for a in arrays]
+        status = kernel.parse_lines(buf, True, *views, NAN_WORD, INF_WORD, INFINITY_WORD)[0]
+        assert status == (kernel.OK if (rows, pairs) == (3, 5) else kernel.FULL)
+        assert all(a[-1] == -9 for a in arrays)
+    indptr, indices, values, labels, weights, qids = kernel.allocate(4, 4, 2)
+    ok = (np.array([0, 2]), np.array([0, 2]), np.array([2, 2]), np.array([2, 2]))
+    assert kernel.join(indptr, indices, values, labels, weights, qids, *ok) == (4, 4)
+    for bad in ((np.array([0, 1]), np.array([0, 2]), np.array([2, 2]), np.array([2, 2])),  # ranges overlap
+                (np.array([0, 2]), np.array([0, 2]), np.array([2, 3]), np.array([2, 2])),  # past the rows
+                (np.array([0, 2]), np.array([0, 3]), np.array([2, 2]), np.array([2, 2]))):  # past the pairs
+        assert kernel.join(indptr, indices, values, labels, weights, qids, *bad) == (-1, -1)
+
+
+def test_parallel_libsvm_ranges_match_the_streaming_reader(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranges parsed into one set of arrays and joined in place: gaps from weights, qid, comments and blank
+    lines (colons and lines that hold no pair or row) close up exactly."""
+    from common.data import parallel_read
+
+    monkeypatch.setattr(parallel_read, "MIN_RANGE_BYTES", 64)  # many small ranges
+    monkeypatch.setattr(parallel_read.os, "cpu_count", lambda: 5)
+    rng = np.random.default_rng(11)
+    texts = []
+    for part in range(3):
+        lines = []
+        for _ in range(int(rng.integers(20, 80))):
+            kind = rng.random()
+            if kind < 0.05:
+                lines.append(" \t" if kind < 0.02 else "")
+                continue
+            tokens = [f"{rng.integers(0, 3)}" + (":0.5" if rng.random() < 0.2 else "")]
+            tokens += [f"qid:{rng.integers(0, 9)}"] if rng.random() < 0.2 else []
+            tokens += [f"{rng.integers(0, 40)}:{rng.choice(['1', '-0.5', '1e2', 'nan', '3.25'])}"
+                       for _ in range(int(rng.integers(0, 6)))]
+            tokens += ["# a comment 3:4"] if rng.random() < 0.1 else []
+            lines.append(("\t" if rng.random() < 0.1 else " ").join(tokens) + ("\r" if rng.random() < 0.1 else ""))
+        texts.append("\n".join(lines) + ("\n" if part != 2 else ""))  # the last file without a final newline
+        (tmp_path / f"{part}.libsvm").write_text(texts[-1])
+    parsed = parallel_read.load_libsvm([tmp_path / f"{part}.libsvm" for part in range(3)])
+    expected = LibsvmReader().parse("".join(t if t.endswith("\n") else t + "\n" for t in texts).encode())
+    features = parsed["features"]
+    assert features.shape == expected.features.shape
+    np.testing.assert_array_equal(features.indptr, expected.features.indptr)
+    np.testing.assert_array_equal(features.indices, expected.features.indices)
+    np.testing.assert_array_equal(features.data, expected.features.data)
+    np.testing.assert_array_equal(parsed["labels"], expected.labels[:, 0])
+    np.testing.assert_array_equal(parsed["weights"], expected.weights)
+    np.testing.assert_array_equal(parsed["qid"], expected.qid)
+    assert sum(rows for _, rows in parsed["rows_per_file"]) == features.shape[0]
