@@ -29,6 +29,7 @@ import http.client
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -130,7 +131,7 @@ def _lines(label: np.ndarray, tokens: np.ndarray, keep_bytes: np.ndarray, keep_v
     return body[mask].tobytes()
 
 
-def ours(root: Path, data: Path, content_type: str, rounds: int) -> float:
+def ours(root: Path, data: Path, content_type: str, rounds: int) -> tuple[float, float]:
     base = root / f"job-{data.name}"  # a channel per file: one job must not read another's data
     write_job(base, {"num_round": str(rounds), "objective": "binary:logistic", "tree_method": "hist"},
               {"train": ([], content_type)})
@@ -139,19 +140,28 @@ def ours(root: Path, data: Path, content_type: str, rounds: int) -> float:
     link = channel / data.name
     if not link.exists():
         link.symlink_to(data)
-    started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", OURS, "train"], env=entrypoint_env("xgboost", base),
-                            capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
+    (elapsed, cpu), result = _timed([sys.executable, "-c", OURS, "train"], env=entrypoint_env("xgboost", base))
     if result.returncode:
         raise SystemExit(result.stdout[-2000:] + result.stderr[-2000:])
-    return elapsed
+    return elapsed, cpu
 
 
-def anchor(data: Path, fmt: str, rounds: int) -> float:
+def anchor(data: Path, fmt: str, rounds: int) -> tuple[float, float]:
+    times, result = _timed([sys.executable, "-c", ANCHOR, str(data), fmt, str(rounds)])
+    if result.returncode:
+        raise SystemExit(result.stdout[-2000:] + result.stderr[-2000:])
+    return times
+
+
+def _timed(command: list[str], **options: object) -> tuple[tuple[float, float], subprocess.CompletedProcess]:
+    """((wall seconds, CPU seconds: user + system of the child), result). CPU time is what a loaded machine
+    (other jobs on the same cores) changes least."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", ANCHOR, str(data), fmt, str(rounds)], check=True, capture_output=True)
-    return time.perf_counter() - started
+    result = subprocess.run(command, capture_output=True, text=True, **options)  # type: ignore[call-overload]
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (elapsed, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime), result
 
 
 # One warm process times both loaders in turn: ours as the entrypoint loads (File mode, parallel_read.py,
@@ -225,19 +235,24 @@ def bench_training(results: Results, root: Path, dataset: str, rows: int, featur
         return
     medians = {}
     for fmt, path, content_type in files:
-        times: dict[str, list[float]] = {"ours": [], "anchor": []}
+        times: dict[str, list[float]] = {"ours": [], "anchor": [], "ours_cpu": [], "anchor_cpu": []}
         for _ in range(repeats):
-            times["ours"].append(ours(root, path, content_type, rounds))
-            times["anchor"].append(anchor(path, fmt, rounds))
+            for who, (wall, cpu) in (("ours", ours(root, path, content_type, rounds)),
+                                     ("anchor", anchor(path, fmt, rounds))):
+                times[who].append(wall)
+                times[f"{who}_cpu"].append(cpu)
         medians[fmt] = {k: statistics.median(v) for k, v in times.items()}
         results.add("xgboost", f"train from {fmt}: entrypoint, parse + {rounds} rounds", data=name,
                     rows=rows, cols=cols, ours=medians[fmt]["ours"], unit="s",
-                    anchor=f"xgboost DMatrix('{fmt} file') + xgb.train", anchor_value=medians[fmt]["anchor"])
+                    anchor=f"xgboost DMatrix('{fmt} file') + xgb.train", anchor_value=medians[fmt]["anchor"],
+                    ours_cpu_s=medians[fmt]["ours_cpu"], anchor_cpu_s=medians[fmt]["anchor_cpu"])
     rows_out = []
     for fmt, r in medians.items():
         rows_out += [(f"{fmt}: ours (entrypoint train, parse + train)", f"{r['ours']:.2f} s"),
                      (f"{fmt}: xgboost DMatrix('{fmt} file') + xgb.train", f"{r['anchor']:.2f} s"),
-                     (f"{fmt}: ratio ours/anchor (goal <= 1.1)", f"{r['ours'] / r['anchor']:.2f}x")]
+                     (f"{fmt}: ratio ours/anchor (goal <= 1.1)", f"{r['ours'] / r['anchor']:.2f}x"),
+                     (f"{fmt}: CPU s ours / anchor (user + system)",
+                      f"{r['ours_cpu']:.2f} / {r['anchor_cpu']:.2f} = {r['ours_cpu'] / r['anchor_cpu']:.2f}x")]
     report(f"end to end, {dataset} {rows:,} x {cols}, {rounds} rounds hist, medians of {repeats}", rows_out)
 
 

@@ -1,8 +1,10 @@
 """Parallel parsing of plain (uncompressed) CSV and libsvm files in File mode.
 
 The files are memory-mapped and cut at line boundaries into one range per core; the shared numba kernels
-(nogil) parse the ranges in threads. CSV rows land in one preallocated matrix, libsvm ranges are joined
-into one CSR matrix. Anything unusual (gzip, a parse error, columns that differ between files) returns
+(nogil) parse the ranges in threads. CSV rows land in one preallocated matrix; libsvm ranges parse straight
+into one set of CSR arrays, sized by a counting pass (lines and colons per range), which a kernel then closes
+up in place (libsvm_kernel.join): no concatenation, and the pairs move only where weights, qid or comments
+left gaps. Anything unusual (gzip, a parse error, columns that differ between files) returns
 None, and the caller's sequential reader does the work and words the error with exact line numbers.
 """
 
