@@ -26,7 +26,9 @@ from werkzeug.exceptions import HTTPException
 from common.algorithm import Algorithm
 from common.errors import NoContent, PayloadTooLarge, UserError
 from common.serving.endpoint import Endpoint, as_endpoint, load_endpoint
-from common.serving.models import Limits, Models, Record, Registry, multi_model_enabled, page_limit, parse_load_request
+from common.serving.memory import Limits
+from common.serving.model_set import Record, Registry
+from common.serving.models import Models, multi_model_enabled, page_limit, parse_load_request
 
 log = logging.getLogger(__name__)
 TEXT = "text/plain; charset=utf-8"

@@ -66,7 +66,8 @@ def serve(algorithm_name: str, model_dir: Path) -> None:
     predictions = settings.pop("concurrent_predictions")
     from gunicorn.app.base import BaseApplication
 
-    from common.serving.models import Registry, multi_model_enabled
+    from common.serving.model_set import Registry
+    from common.serving.models import multi_model_enabled
 
     registry = Registry.create() if multi_model_enabled() else None  # before the fork: every worker shares it
 

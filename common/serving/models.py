@@ -1,8 +1,9 @@
 """Multi-model endpoints (SAGEMAKER_MULTI_MODEL=true): models loaded by name, the same set in every worker.
 
-The loaded set lives in a folder that the server's parent creates before it forks the workers (`Registry`):
-one JSON record per model, changed only under an exclusive file lock, and a generation number bumped on every
-change. Each worker (`Models`) keeps its own copy of the models it is asked for: the worker answering
+The loaded set lives in a folder that the server's parent creates before it forks the workers (`Registry`,
+common/serving/model_set.py): one JSON record per model, changed only under an exclusive file lock, and a
+generation number bumped on every change. Each worker (`Models`) keeps its own copy of the models it is asked
+for: the worker answering
 POST /models loads the model there and then, any other worker on its first invocation there. A copy goes as
 soon as its record is gone or replaced: each invocation reads the record, and a sweep thread in every worker
 follows the generation and acknowledges each one it has caught up with, so DELETE /models/<name> returns once
@@ -10,40 +11,34 @@ every worker has let the model go.
 
 A model counts for max(its files' size, the resident memory its load added) in each worker. A load that would
 take the total over the budget (SAGEMAKER_MULTI_MODEL_MEMORY_FRACTION of the container's memory limit, 0.8 by
-default) or the count over SAGEMAKER_MAX_MODELS is refused with 507, and SageMaker unloads others to make room.
+default) or the count over SAGEMAKER_MAX_MODELS is refused with 507 (`Limits`, common/serving/memory.py), and
+SageMaker unloads others to make room.
 """
 
 from __future__ import annotations
 
-import atexit
 import base64
 import binascii
-import contextlib
-import fcntl
-import hashlib
 import json
 import logging
 import os
 import shutil
 import sys
 import tarfile
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from common.algorithm import Algorithm
 from common.errors import UserError
 from common.serving.endpoint import Endpoint, load_endpoint
-from common.serving.memory import folder_bytes, memory_limit_bytes, release_memory, rss_bytes
+from common.serving.memory import Limits, folder_bytes, megabytes, release_memory, rss_bytes
+from common.serving.model_set import Record, Registry
 
 log = logging.getLogger(__name__)
-ENABLED_VAR, MAX_MODELS_VAR, FRACTION_VAR = \
-    "SAGEMAKER_MULTI_MODEL", "SAGEMAKER_MAX_MODELS", "SAGEMAKER_MULTI_MODEL_MEMORY_FRACTION"
-DEFAULT_FRACTION = 0.8
+ENABLED_VAR = "SAGEMAKER_MULTI_MODEL"
 PAGE_SIZE = 100  # the most models one GET /models lists, and how many when `limit` is missing or out of range
 SWEEP_SECONDS = 0.1
 UNLOAD_WAIT_SECONDS = 10.0
@@ -53,166 +48,6 @@ LOADING_LOCKS = 64
 
 def multi_model_enabled() -> bool:
     return os.environ.get(ENABLED_VAR, "").strip().lower() == "true"
-
-
-@dataclass(frozen=True)
-class Record:
-    name: str
-    url: str          # as POST /models gave it
-    path: str         # the folder the model loads from: `url`, or where its archive was extracted
-    size: int         # the bytes each worker's copy is taken to hold
-    id: str           # fresh for every load: a model reloaded under the same name is another model
-    extracted: bool   # `path` is ours, removed on unload
-
-
-class Registry:
-    """The loaded set, in a folder every worker of one server shares."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.records_dir, self.acks_dir, self.extracted_dir = root / "records", root / "workers", root / "extracted"
-
-    @classmethod
-    def create(cls) -> Registry:
-        """A fresh folder, removed when the creating process exits (not when a forked worker does)."""
-        registry = cls(Path(tempfile.mkdtemp(prefix="sagemaker-models-")))
-        for folder in (registry.records_dir, registry.acks_dir, registry.extracted_dir):
-            folder.mkdir()
-        registry._write(registry.root / "generation", "0")
-        owner = os.getpid()
-        atexit.register(lambda: os.getpid() == owner and shutil.rmtree(registry.root, ignore_errors=True))
-        return registry
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Exclusive among every worker and thread: flock belongs to the open file, and each caller opens it."""
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def generation(self) -> int:
-        return int((self.root / "generation").read_text())
-
-    def get(self, name: str) -> Record | None:
-        try:
-            return Record(**json.loads(self._record_path(name).read_text()))
-        except FileNotFoundError:
-            return None
-
-    def records(self) -> list[Record]:
-        """Every loaded model, by name."""
-        found = []
-        for path in self.records_dir.glob("*.json"):
-            with contextlib.suppress(FileNotFoundError):  # unloaded while listing
-                found.append(Record(**json.loads(path.read_text())))
-        return sorted(found, key=lambda record: record.name)
-
-    def add(self, record: Record) -> int:
-        """Under `locked()`; the new generation."""
-        self._write(self._record_path(record.name), json.dumps(asdict(record)))
-        return self._bump()
-
-    def remove(self, name: str) -> tuple[Record, int] | None:
-        """Under `locked()`; the record removed and the new generation, or None when `name` is not loaded."""
-        record = self.get(name)
-        if record is None:
-            return None
-        self._record_path(name).unlink()
-        return record, self._bump()
-
-    def acknowledge(self, generation: int) -> None:
-        """This process holds no copy of a model unloaded by `generation`."""
-        self._write(self.acks_dir / str(os.getpid()), str(generation))
-
-    def wait_for_workers(self, generation: int, timeout: float) -> bool:
-        """Whether every live worker acknowledged `generation` within `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            behind = [pid for pid, acked in self._acknowledged() if acked < generation and _alive(pid)]
-            if not behind:
-                return True
-            if time.monotonic() > deadline:
-                log.warning("Workers %s did not let go of unloaded models within %g s.", behind, timeout)
-                return False
-            time.sleep(0.01)
-
-    def _acknowledged(self) -> list[tuple[int, int]]:
-        acks = []
-        for path in self.acks_dir.iterdir():
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                acks.append((int(path.name), int(path.read_text())))
-        return acks
-
-    def _bump(self) -> int:
-        generation = self.generation() + 1
-        self._write(self.root / "generation", str(generation))
-        return generation
-
-    def _record_path(self, name: str) -> Path:
-        return self.records_dir / (hashlib.sha256(name.encode()).hexdigest() + ".json")
-
-    @staticmethod
-    def _write(path: Path, text: str) -> None:
-        """Readers see the old content or the new, never part of it."""
-        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-        partial.write_text(text)
-        os.replace(partial, path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
-@dataclass(frozen=True)
-class Limits:
-    memory_bytes: int         # the budget for every worker's copies together
-    max_models: int | None
-    workers: int
-    description: str          # how the budget came about, for the 507 message
-
-    @classmethod
-    def from_env(cls, workers: int) -> Limits:
-        limit = memory_limit_bytes()
-        fraction = _fraction(os.environ.get(FRACTION_VAR, ""))
-        count = os.environ.get(MAX_MODELS_VAR, "").strip()
-        return cls(int(limit * fraction), int(count) if count.isdigit() and int(count) > 0 else None, workers,
-                   f"{fraction:g} of the container's {limit >> 20} MB, {FRACTION_VAR}")
-
-    def check_count(self, name: str, loaded: int) -> None:
-        if self.max_models is not None and loaded >= self.max_models:
-            raise UserError(f"Cannot load model {name}: {loaded} models are loaded and {MAX_MODELS_VAR} is "
-                            f"{self.max_models}; unload one first.", status=507)
-
-    def check_memory(self, name: str, size: int, loaded: list[Record]) -> None:
-        used = sum(record.size for record in loaded) * self.workers
-        needed = size * self.workers
-        if used + needed > self.memory_bytes:
-            raise UserError(
-                f"Cannot load model {name}: it needs about {_mb(needed)} MB ({_mb(size)} MB in each of "
-                f"{self.workers} workers), and {_mb(max(0, self.memory_bytes - used))} MB of the "
-                f"{_mb(self.memory_bytes)} MB budget ({self.description}) are free; unload models first.",
-                status=507)
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        return DEFAULT_FRACTION
-    return value if 0 < value <= 1 else DEFAULT_FRACTION
-
-
-def _mb(size: int) -> str:
-    return f"{size / (1 << 20):.1f}"
 
 
 @dataclass(frozen=True)
@@ -255,7 +90,7 @@ class Models:
                 raise
             with self._copies_lock:
                 self._copies[name] = Copy(record_id, endpoint, generation)
-        log.info("Loaded model %s from %s (about %s MB per worker).", name, url, _mb(size))
+        log.info("Loaded model %s from %s (about %s MB per worker).", name, url, megabytes(size))
         return record
 
     def _load_within_budget(self, name: str, path: Path, loaded: list[Record]) -> tuple[Endpoint, int]:

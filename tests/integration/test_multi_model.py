@@ -29,8 +29,7 @@ from common.algorithm import load_algorithm
 from common.data.recordio_writer import encode_dense
 from common.serving.app import invoke
 from common.serving.endpoint import load_endpoint
-from common.serving.memory import memory_limit_bytes
-from common.serving.models import DEFAULT_FRACTION, MAX_MODELS_VAR
+from common.serving.memory import DEFAULT_FRACTION, MAX_MODELS_VAR, memory_limit_bytes
 from tests.integration.helpers import free_port, train
 from tests.unit.test_lightgbm import write_csv
 from tools.local import run_entrypoint, write_job

@@ -11,8 +11,8 @@ import pytest
 
 from algorithms.kmeans.algorithm import KMeans
 from common.serving.app import create_app, invoke
-from common.serving.memory import memory_limit_bytes
-from common.serving.models import FRACTION_VAR, MAX_MODELS_VAR, Registry
+from common.serving.memory import FRACTION_VAR, MAX_MODELS_VAR, memory_limit_bytes
+from common.serving.model_set import Registry
 
 ROW = b"1,1"
 
