@@ -31,7 +31,8 @@ from results import Results, add_option
 from common.algorithm import load_algorithm
 from common.serving.endpoint import load_endpoint
 from tools.local import entrypoint_env, write_job
-from tools.transform import InputFile, TransformJob, mini_batches, run_transform
+from tools.transform import run_transform
+from tools.transform_job import InputFile, TransformJob, mini_batches
 
 FEATURES = 20
 PAYLOAD_MB = 6

@@ -26,7 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tools.model_server import Answer, ModelServer, ServerError
-from tools.transform import TransformError, TransformJob, TransformResult, input_files, run_job
+from tools.transform import run_job
+from tools.transform_job import TransformError, TransformJob, TransformResult, input_files
 
 MAX_CONTAINERS = 15
 _ENV_ITEM = re.compile(r"(?:(\d+):)?([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.S)

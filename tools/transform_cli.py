@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tools.local import UsageError
 from tools.pipeline import Container, environments, parse_containers, run_pipeline_transform
-from tools.transform import (
+from tools.transform import run_transform
+from tools.transform_job import (
     ASSEMBLE,
     COMPRESSION,
     JOIN_SOURCES,
@@ -18,7 +19,6 @@ from tools.transform import (
     STRATEGIES,
     TransformError,
     TransformResult,
-    run_transform,
 )
 
 

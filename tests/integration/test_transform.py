@@ -20,19 +20,13 @@ from common.data.recordio_writer import encode_dense
 from common.serving.app import invoke
 from tests.integration.helpers import train
 from tools import data_processing as dp
-from tools import transform
+from tools import transform_job
 from tools.local import write_job
 from tools.model_server import Answer
 from tools.pipeline import Container, Pipeline
 from tools.sm_local import main as sm_local
-from tools.transform import (
-    InputFile,
-    TransformError,
-    TransformJob,
-    input_files,
-    run_job,
-    run_transform,
-)
+from tools.transform import run_job, run_transform
+from tools.transform_job import InputFile, TransformError, TransformJob, input_files
 
 ONE_WORKER = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
 X, _ = make_blobs(n_samples=3000, centers=3, n_features=6, random_state=3)
@@ -132,12 +126,12 @@ def test_single_record_and_gzip(tmp_path: Path) -> None:
 def test_recordio_records_stay_whole() -> None:
     frames = encode_dense(np.arange(12, dtype=np.float32).reshape(6, 2))
     source = InputFile(Path("x.rec"), "x.rec")
-    batches = list(transform._pack(source, transform._recordio_records(io.BytesIO(frames)), 1 << 20, True))
+    batches = list(transform_job._pack(source, transform_job._recordio_records(io.BytesIO(frames)), 1 << 20, True))
     assert len(batches) == 1 and batches[0].payload == frames and batches[0].records == 6
-    single = list(transform._pack(source, transform._recordio_records(io.BytesIO(frames)), 1 << 20, False))
+    single = list(transform_job._pack(source, transform_job._recordio_records(io.BytesIO(frames)), 1 << 20, False))
     assert b"".join(b.payload for b in single) == frames and [b.records for b in single] == [1] * 6
     with pytest.raises(ValueError, match="RecordIO magic"):
-        list(transform._recordio_records(io.BytesIO(b"1,2,3\n4,5,6\n")))
+        list(transform_job._recordio_records(io.BytesIO(b"1,2,3\n4,5,6\n")))
 
 
 def test_json_join_outside_the_container(tmp_path: Path) -> None:
