@@ -29,7 +29,7 @@ from benchlib import REPO, free_port
 from results import Results, add_option
 
 from common.data.recordio_writer import encode_dense
-from tools.local import entrypoint_env, write_job
+from tools.local import entrypoint_env, stop_server, write_job
 
 COLS = 10
 RECORDIO = "application/x-recordio-protobuf"
@@ -161,12 +161,7 @@ def serve_once(image: str, base: Path, tree: Path) -> tuple[float, float, float,
         pss = sum(process.memory_full_info().pss for process in processes) / 2**20
         return ready, rss[0], max(rss[1:], default=0.0), pss
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
 
 
 SHOWN = {"application/x-recordio-protobuf": "recordIO", "text/csv": "CSV", "text/csv (script)": "CSV script"}

@@ -97,6 +97,18 @@ class UsageError(Exception):
     """Bad command-line input: one line on stderr, exit 2."""
 
 
+def stop_server(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, gunicorn's graceful stop (25 s), then SIGKILL if it is still running after `timeout`."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _pairs(option: str, items: list[str], form: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for item in items:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.local import run_entrypoint
+from tools.local import run_entrypoint, stop_server
 
 START_SECONDS = 120  # a cold start of every worker, numba caches included, on a loaded machine
 INVOKE_SECONDS = 600  # how long batch transform waits for one /invocations answer
@@ -113,13 +113,8 @@ class ModelServer:
         for connection in connections:  # idle keep-alive connections would hold up gunicorn's graceful stop
             connection.close()
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop_server(process)
         if self._base is not None:
             shutil.rmtree(self._base, ignore_errors=True)
             self._base = None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from tools.local import entrypoint_env, run_entrypoint
+from tools.local import entrypoint_env, run_entrypoint, stop_server
 
 
 def free_port() -> int:
@@ -75,9 +75,4 @@ def serving(algorithm: str, base: Path, workers: int = 1, extra_env: dict[str, s
             time.sleep(0.1)
         yield url, server
     finally:
-        if server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        stop_server(server)

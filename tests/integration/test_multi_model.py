@@ -32,7 +32,7 @@ from common.serving.endpoint import load_endpoint
 from common.serving.memory import DEFAULT_FRACTION, MAX_MODELS_VAR, memory_limit_bytes
 from tests.integration.helpers import free_port, train
 from tests.unit.test_lightgbm import write_csv
-from tools.local import run_entrypoint, write_job
+from tools.local import run_entrypoint, stop_server, write_job
 
 WORKERS = 2
 RNG = np.random.default_rng(20)
@@ -102,11 +102,7 @@ def multi_model_server(algorithm: str, tmp: Path, extra_env: dict[str, str] | No
             time.sleep(0.1)
         yield url, psutil.Process(server.pid), log
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
 
 
 def _load(url: str, name: str, folder: Path | str) -> requests.Response:
