@@ -22,7 +22,7 @@ from common.data import registry as encoders
 from common.data.columns import ResponseLayout
 from common.data.csv_reader import CsvReader
 from common.data.recordio_reader import _frames
-from common.tabular.tables import response_body
+from common.tabular.model import JUMPSTART_LAYOUT
 from tests.responses import decode_label_records
 
 DTYPES = [np.float32, np.float64, np.int64, np.int32, np.bool_]
@@ -147,7 +147,7 @@ def test_string_columns_are_refused_or_encoded(accept: str, labels: list[str]) -
 @pytest.mark.parametrize("jsonlines", [False, True])
 @given(columns(finite=True))
 def test_tabular_response_body(jsonlines: bool, cols: dict[str, np.ndarray]) -> None:
-    out = response_body(cols, jsonlines)
+    out = encoders.encode(cols, "application/jsonlines" if jsonlines else "application/json", JUMPSTART_LAYOUT)
     text = out.decode("utf-8")
     if not jsonlines:
         assert json.loads(text, parse_constant=_no_constants) == {k: v.tolist() for k, v in cols.items()}
