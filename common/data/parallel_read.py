@@ -10,8 +10,10 @@ None, and the caller's sequential reader does the work and words the error with 
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,21 @@ def _close(maps: list[mmap.mmap]) -> None:
             pass  # a view is still alive; the mapping goes with it
 
 
+@contextlib.contextmanager
+def _mapped(files: list[Path]) -> Iterator[tuple[list[Range], list[mmap.mmap]] | None]:
+    """The files' line ranges and their mappings for a `with` block (None: not plain files), unmapped after."""
+    found = _ranges(files)
+    if found is None:
+        yield None
+        return
+    ranges, maps = found
+    try:
+        yield ranges, maps
+    finally:
+        ranges.clear()  # drop the views into the mappings, so that they can close
+        _close(maps)
+
+
 def _rows_per_file(ranges: list[Range], rows: list[int]) -> list[tuple[int, int]]:
     """(file index, rows) per file, in order."""
     out: dict[int, int] = {}
@@ -72,12 +89,10 @@ def _rows_per_file(ranges: list[Range], rows: list[int]) -> list[tuple[int, int]
 
 def load_csv(files: list[Path], label_size: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]] | None:
     """(features, labels (n, label_size), rows per file) or None."""
-    found = _ranges(files)
-    if found is None:
-        return None
-    ranges, maps = found
-    del found
-    try:
+    with _mapped(files) as found:
+        if found is None:
+            return None
+        ranges, maps = found
         widths = {count_columns(bytes(maps[i][:1 << 16])) for i in range(len(maps))}
         if len(widths) != 1 or None in widths or next(iter(widths)) <= label_size:
             return None
@@ -94,21 +109,16 @@ def load_csv(files: list[Path], label_size: int) -> tuple[np.ndarray, np.ndarray
         if written != counts:  # blank lines: close the gaps
             out = np.concatenate([out[offsets[k]:offsets[k] + written[k]] for k in range(len(ranges))])
         return out[:, label_size:], out[:, :label_size], _rows_per_file(ranges, written)
-    finally:
-        ranges.clear()
-        _close(maps)
 
 
 def load_libsvm(files: list[Path]) -> dict[str, Any] | None:
     """{"features": CSR, "labels", "weights", "qid", "rows_per_file"} or None."""
     import scipy.sparse as sp
 
-    found = _ranges(files)
-    if found is None:
-        return None
-    ranges, maps = found
-    del found
-    try:
+    with _mapped(files) as found:
+        if found is None:
+            return None
+        ranges, _ = found
         with ThreadPoolExecutor(os.cpu_count()) as pool:
             counted = list(pool.map(lambda r: libsvm_kernel.capacities(r[0]), ranges))
             sizes = np.array(counted, np.int64).reshape(-1, 2)  # (lines, colons) per range
@@ -126,9 +136,6 @@ def load_libsvm(files: list[Path]) -> dict[str, Any] | None:
 
             results = list(pool.map(parse, range(len(ranges))))
         per_file = _rows_per_file(ranges, [r[1] for r in results])
-    finally:
-        ranges.clear()
-        _close(maps)
     if not results or any(r[0] != libsvm_kernel.OK for r in results):
         return None
     rows, pairs = libsvm_kernel.join(*arrays, starts[:-1, 0].copy(), starts[:-1, 1].copy(),

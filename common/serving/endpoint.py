@@ -28,7 +28,7 @@ class ModelEndpoint:
         self.negotiation = Negotiation.of(model.request_types, model.response_types, model.default_accept)
 
     def answer(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str]:
-        blank = not body.strip()
+        blank = not body or body.isspace()  # as `not body.strip()`, without copying a 6 MB body
         if blank and self.model.empty_body_status is not None:
             raise NoContent("")
         request = self.negotiation.parse(body, content_type, accept)

@@ -50,7 +50,7 @@ class Negotiation:
         """Raises UnsupportedContentType (415) or UnsupportedAccept (406) naming what is supported."""
         media = _content_type(content_type, self.request_types)
         response_type = _response_type(accept, self.response_types, self.default_accept)
-        return Request(body, media, response_type, _options(response_type))
+        return Request(body, media, response_type, Options.of(response_type))
 
 
 @functools.lru_cache(maxsize=64)
@@ -67,7 +67,3 @@ def _content_type(header: str | None, supported: tuple[str, ...]) -> MediaType:
 @functools.lru_cache(maxsize=64)
 def _response_type(header: str | None, supported: tuple[str, ...], default: str) -> MediaType:
     return negotiate_accept(header, supported, default)
-
-
-def _options(accept: MediaType) -> Options:
-    return Options.of(accept)
