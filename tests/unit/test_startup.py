@@ -66,3 +66,57 @@ def test_numba_loads_its_registries_without_scipy_linalg_and_np_dot_still_compil
             "dot = numba.njit(lambda a: np.dot(a, a))\n"
             "print(json.dumps([loaded, float(dot(np.arange(3.0)))]))")
     assert _last_json(code) == [False, 5.0]
+
+
+KERNEL = """\
+import numpy as np
+from common.data.jit import numba
+
+
+@numba.njit(cache=True)
+def total(values):
+    return values.sum()
+"""
+# Run in the kernel's folder: the cached kernel's answer, whether numba's compiler registries were loaded
+# (numba.misc.gdb_hook is one of their modules, imported by nothing else), and what went to stderr.
+CALL_KERNEL = ("import json, sys\nimport numpy as np\nimport kernel\nanswer = float(kernel.total(np.arange(4.0)))\n"
+               "print(json.dumps([answer, 'numba.misc.gdb_hook' in sys.modules]))")
+
+
+def _call_kernel(folder: Path, cache: Path, wrapper: list[str] = ()) -> tuple[list, str]:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{folder}:{REPO}", "NUMBA_CACHE_DIR": str(cache)}
+    done = subprocess.run([*wrapper, sys.executable, "-c", CALL_KERNEL], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def test_a_cached_kernel_loads_without_the_compiler_registries(tmp_path: Path) -> None:
+    (tmp_path / "kernel.py").write_text(KERNEL)
+    assert _call_kernel(tmp_path, tmp_path / "cache")[0] == [6.0, True]    # compiled: the registries load
+    assert _call_kernel(tmp_path, tmp_path / "cache")[0] == [6.0, False]   # from the cache: they do not
+
+
+def _read_only(*folders: Path) -> list[str]:
+    """A command prefix that runs its command with `folders` mounted read-only (a private mount namespace);
+    skips the test where that is not allowed (no root, or a sandbox without mount namespaces)."""
+    binds = "; ".join(f"mount --bind {f} {f} && mount -o remount,bind,ro {f}" for f in folders)
+    prefix = ["unshare", "-m", "sh", "-c", f'{binds} && exec "$0" "$@"']
+    probe = subprocess.run([*prefix, "sh", "-c", f"! touch {folders[0]}/probe 2>/dev/null"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot mount a folder read-only here (needs root and mount namespaces)")
+    return prefix
+
+
+def test_a_read_only_cache_is_loaded_and_a_kernel_it_lacks_compiles_in_memory(tmp_path: Path) -> None:
+    """numba alone raises "cannot cache function ... no locator available" at import when no cache folder is
+    writable (`docker run --read-only`)."""
+    (tmp_path / "kernel.py").write_text(KERNEL)
+    filled, empty = tmp_path / "filled", tmp_path / "empty"
+    empty.mkdir()
+    _call_kernel(tmp_path, filled)
+    result, errors = _call_kernel(tmp_path, filled, _read_only(filled, tmp_path))
+    assert result == [6.0, False] and "kept in memory only" not in errors
+    result, errors = _call_kernel(tmp_path, empty, _read_only(empty, tmp_path))
+    assert result == [6.0, True] and "kept in memory only" in errors
+    assert list(empty.iterdir()) == []
