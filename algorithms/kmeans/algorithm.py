@@ -115,6 +115,8 @@ class KMeans(Algorithm[KMeansHyperparameters]):
         labels, _ = kernels.assign(x, x)
         kernels.minibatch_update(x, labels, x.astype(np.float64), np.zeros(2), 1.0)
         kernels.nearest_small(x, x)
+        for points in (x, x.astype(np.float64)):  # Lloyd over the float32 sample and over the float64 centres
+            kernels.weighted_lloyd(points, np.ones(len(points)), points.astype(np.float64), 1, 0.0)
 
     def predict(self, batch: Batch, options: Options) -> Columns:
         batch.check_width(self.feature_dim, "the model's feature_dim")

@@ -156,6 +156,10 @@ class Knn(Algorithm[KnnHyperparameters]):
         vote.warm_up()
         self.predict(Batch(np.zeros((1, self.feature_dim), np.float32)), Options(verbose=True))
 
+    @classmethod
+    def warm_up_kernels(cls) -> None:
+        vote.warm_up()  # the classifier's vote, in training's test scoring and in serving
+
     def neighbors(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distances and index ids (n, k) of the nearest stored points, best first."""
         return index.search(self.index, self.transform(x), self.k, self.meta.nprobe)

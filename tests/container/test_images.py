@@ -69,10 +69,10 @@ JOBS: dict[str, Job] = {
                "mini_batch_size": "50"}, ("num_factors", "0"), ("model_algo-1",), accepts=(JSON, RECORDIO),
               content_type=RECORDIO, labelled=True),
     "lightgbm": Job({"num_boost_round": "5"}, ("num_boost_round", "0"), ("model.txt", "__models_info__.json"),
-                    accepts=(CSV,), labelled=True, response_key="probabilities",
+                    accepts=(CSV, JSON), labelled=True, response_key="probabilities",
                     endless={"num_boost_round": "100000000", "early_stopping_rounds": "0"}),
     "catboost": Job({"iterations": "5"}, ("iterations", "0"), ("model", "__models_info__.json"),
-                    accepts=(CSV,), labelled=True, response_key="probabilities",
+                    accepts=(CSV, JSON), labelled=True, response_key="probabilities",
                     endless={"iterations": "1000000", "early_stopping_rounds": "0", "verbose": "100000"}),
     "xgboost": Job({"num_round": "3", "objective": "binary:logistic"}, ("num_round", "0"), ("xgboost-model",),
                    labelled=True),
@@ -102,14 +102,6 @@ def _find_engine() -> list[str] | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def engine() -> list[str]:
-    command = _find_engine()
-    if command is None:
-        pytest.skip("no usable container engine (docker daemon or podman: docker/setup-podman.sh)")
-    return command
-
-
 @pytest.fixture(scope="module", params=_selected())
 def name(request: pytest.FixtureRequest) -> str:
     return request.param
@@ -120,16 +112,6 @@ def job(name: str) -> Job:
     if name not in JOBS:
         pytest.fail(f"tests/container/test_images.py has no JOBS entry for '{name}'")
     return JOBS[name]
-
-
-@pytest.fixture(scope="module")
-def image(name: str, engine: list[str]) -> str:
-    tag = f"{os.environ.get('IMAGE_PREFIX', 'sagemaker-')}{name}:{os.environ.get('IMAGE_TAG', 'latest')}"
-    if subprocess.run([*engine, "image", "inspect", tag], capture_output=True).returncode != 0:
-        if os.environ.get("CONTAINER_IMAGES"):
-            pytest.fail(f"{tag} was asked for but is not built")
-        pytest.skip(f"{tag} is not built (make image-{name})")
-    return tag
 
 
 def _data(job: Job, rows: int = 150) -> tuple[np.ndarray, np.ndarray]:
