@@ -146,7 +146,7 @@ class LightGBM(TabularAlgorithm[LightGBMHyperparameters]):
         params = _params(hp, problem, num_classes, len(train))
         hosts = job.cluster.world_size
         if hosts > 1:
-            params.update(network.params(job.cluster, hp.tree_learner))
+            params.update(network.params(job.cluster, job.collective, hp.tree_learner))
         lgb.register_logger(_StdoutLogger())
         log.info("Training a %s model (%d classes) on %d rows, validating on %d rows, %d features.",
                  problem, num_classes, len(train), len(validation), train.features.shape[1])

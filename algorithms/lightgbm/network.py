@@ -16,17 +16,18 @@ import os
 import socket
 from typing import Any
 
-from common.cluster.collective import Cluster
+from common.cluster.collective import Cluster, Collective
 from common.errors import UserError
 
 PORT_VAR, DEFAULT_PORT = "ALGO_LIGHTGBM_PORT", 12400
 
 
-def params(cluster: Cluster, tree_learner: str) -> dict[str, Any]:
+def params(cluster: Cluster, collective: Collective, tree_learner: str) -> dict[str, Any]:
     """`machines`, ports and timeout for `lgb.train`; `serial` becomes the data-parallel learner."""
     base = _int_env(PORT_VAR, DEFAULT_PORT)
     timeout_s = float(os.environ.get("ALGO_COLLECTIVE_TIMEOUT", "") or 300)
     addresses = _addresses(cluster.hosts)
+    _require_every_port_free(cluster, collective, base + cluster.rank)
     machines = ",".join(f"{addresses[host]}:{base + i}" for i, host in enumerate(cluster.hosts))
     return {
         "machines": machines,
@@ -36,6 +37,22 @@ def params(cluster: Cluster, tree_learner: str) -> dict[str, Any]:
         "tree_learner": "data" if tree_learner == "serial" else tree_learner,
         "pre_partition": True,
     }
+
+
+def _require_every_port_free(cluster: Cluster, collective: Collective, port: int) -> None:
+    """Every host binds its own port once before LightGBM's network starts, and all hosts learn the outcome.
+    Without this, a host whose port is taken fails alone, and its peers connect to whatever holds the
+    port: LightGBM then waits forever or crashes (SIGSEGV) on the stranger's bytes."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("", port))
+            taken = ""
+        except OSError as error:
+            taken = f"{cluster.hosts[cluster.rank]} cannot listen on port {port} ({error.strerror})"
+    problems = [problem for problem in collective.allgather(taken) if problem]
+    if problems:
+        raise UserError(f"LightGBM's network needs port {PORT_VAR} + host index free on every host: "
+                        f"{'; '.join(problems)}. Set {PORT_VAR} to a free range.")
 
 
 def _addresses(hosts: tuple[str, ...]) -> dict[str, str]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import requests
@@ -19,6 +20,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive free ports, below the kernel's ephemeral range (32768 and up), so no
+    other test's free_port() or client connection can take one of them between this check and the bind.
+    LightGBM's network needs such a run: host i listens on the first port + i."""
+    for _ in range(200):
+        first = random.randrange(20000, 32000 - count)
+        try:
+            with ExitStack() as stack:
+                for port in range(first, first + count):
+                    s = stack.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+    raise RuntimeError(f"no run of {count} free ports between 20000 and 32000")
 
 
 def train(algorithm: str, base: Path, extra_env: dict[str, str] | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.helpers import free_port, serving, train, train_hosts
+from tests.integration.helpers import free_port_run, serving, train, train_hosts
 from tests.unit.test_lightgbm import tabular, write_csv
 from tools.local import entrypoint_env, write_job
 
@@ -140,7 +141,7 @@ def test_lightgbm_two_hosts_over_its_own_network(tmp_path: Path) -> None:
         write_job(tmp_path / host, {**LGB_FAST, "early_stopping_rounds": "5"}, {"train": ([shard], "text/csv")},
                   host=host, hosts=hosts, distribution="ShardedByS3Key")
     results = train_hosts("lightgbm", [tmp_path / host for host in hosts], hosts,
-                          {"ALGO_LIGHTGBM_PORT": str(free_port())})
+                          {"ALGO_LIGHTGBM_PORT": str(free_port_run(len(hosts)))})
     outputs = [r.stdout for r in results]
     assert [r.returncode for r in results] == [0, 0], outputs
     for rank, out in enumerate(outputs):  # one LightGBM network: each host sees both shards' 960 rows
@@ -201,3 +202,22 @@ def test_bad_training_data_fails_with_one_sentence(tmp_path: Path, algorithm: st
     assert (base / "output" / "failure").read_text() == \
         "ClientError: Line 2 of train.csv, column 2: 'oops' is not a number."
     shutil.rmtree(base / "output")
+
+
+def test_lightgbm_port_taken_on_one_host_fails_every_host_with_the_port(tmp_path: Path) -> None:
+    x, y = tabular(n=600, classes=2)
+    hosts = ["algo-1", "algo-2"]
+    for rank, host in enumerate(hosts):
+        shard = write_csv(tmp_path / f"shard-{rank}" / "train.csv", x[rank::2], y[rank::2])
+        write_job(tmp_path / host, LGB_FAST, {"train": ([shard], "text/csv")}, host=host, hosts=hosts,
+                  distribution="ShardedByS3Key")
+    first = free_port_run(len(hosts))
+    with socket.socket() as stranger:  # something else already listens on algo-2's port
+        stranger.bind(("127.0.0.1", first + 1))
+        stranger.listen()
+        results = train_hosts("lightgbm", [tmp_path / host for host in hosts], hosts,
+                              {"ALGO_LIGHTGBM_PORT": str(first)})
+    assert [r.returncode for r in results] == [1, 1], [r.stdout for r in results]
+    for out in (r.stdout for r in results):
+        assert f"algo-2 cannot listen on port {first + 1} (Address already in use)" in out
+        assert "Set ALGO_LIGHTGBM_PORT to a free range." in out
