@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install sdk-venv demo docs test test-slow test-local-mode fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-startup bench-report clean
+.PHONY: install sdk-venv demo docs test test-slow test-local-mode fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-startup bench-latency bench-cold-start bench-report clean
 
 install: $(VENV)/.installed
 
@@ -73,7 +73,7 @@ REPEATS ?=
 QUICK ?=
 BENCH := BENCH_ROWS="$(ROWS)" BENCH_REPEATS="$(REPEATS)" BENCH_QUICK="$(QUICK)" $(PY)
 
-bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-startup
+bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-startup bench-latency
 
 # Every bench at its quick sizes (about 15 minutes on 2 idle cores), then bench/REPORT.md and its plots.
 # -k: a bench that fails leaves its previous results (dated in the report) and the others still run.
@@ -115,6 +115,17 @@ bench-xgboost: install
 # the time to the first /ping and the memory of the serve master and its worker.
 bench-startup: install
 	$(BENCH) bench/bench_startup.py
+
+# Every image's latency tail: 1-row requests on one keep-alive connection, p50/p99/max and p99/p50 next to a
+# bare Flask app's and to a fixed CPU loop's (the machine's own tail).
+bench-latency: install
+	$(BENCH) bench/bench_latency.py
+
+# The same in the real images (not part of `bench`: it needs them built, and builds nothing; a missing image is
+# named with its make target): `run -d IMAGE serve` to the first /ping 200 next to the engine's own floor, the
+# first /invocations against the later ones, the container's memory, and 100 requests under --memory 1g.
+bench-cold-start: install
+	CONTAINER_ENGINE="$(ENGINE_CMD)" IMAGE_PREFIX=$(IMAGE_PREFIX) IMAGE_TAG=$(TAG) $(BENCH) bench/bench_cold_start.py
 
 clean:
 	rm -rf $(VENV) .venv-sdk .pytest_cache

@@ -69,7 +69,9 @@ def create_app(algorithm: type[Algorithm], model_dir: Path, concurrent_predictio
     # Everything loaded so far lives as long as the worker: keep the garbage collector off it,
     # so collections during requests stay short.
     gc.freeze()
-    gc.set_threshold(50_000, 20, 20)  # a request allocates little that cycles: collect rarely
+    # Rarely in the middle of a request (a big body's parse allocates many objects); the server's worker collects
+    # what a request left between requests, a little at a time (common/serving/worker.py).
+    gc.set_threshold(50_000, 20, 20)
 
     @app.get("/ping")
     def ping() -> Response:

@@ -3,13 +3,21 @@ module in script mode. Both take the body and the two headers and return (body, 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from common.algorithm import Algorithm
+from common.data import content_types as ct
+from common.data.content_types import MediaType
 from common.data.registry import encode
 from common.errors import NoContent, UserError
 from common.serving.request import Negotiation
+
+_FORMATS_WARM: set[type] = set()
+WARM_UP_BODIES = {ct.JSON: b'{"instances": [[0]]}', ct.JSONLINES: b'{"features": [0]}\n', ct.LIBSVM: b"1:0\n"}
 
 
 class Endpoint(Protocol):
@@ -43,6 +51,29 @@ class ModelEndpoint:
 
     def warm_up(self) -> None:
         self.model.warm_up()
+        _warm_up_formats(self.model)
+
+
+def _warm_up_formats(model: Algorithm) -> None:
+    """One tiny body through each request reader and each writer, once per algorithm in a process (a multi-model
+    endpoint loads many): the first request otherwise imports them and loads their kernels (the CSV reader's
+    numba: about 0.2 s)."""
+    if type(model) in _FORMATS_WARM:
+        return
+    _FORMATS_WARM.add(type(model))
+    for name in model.request_types:
+        with contextlib.suppress(UserError):  # a reader that refuses the tiny body has loaded all the same
+            model.request_reader(MediaType(name)).parse(_warm_up_body(name))
+    for name in model.response_types:
+        encode({"score": np.zeros(1, np.float32)}, name, model.response_layout)
+
+
+def _warm_up_body(content_type: str) -> bytes:
+    if content_type == ct.RECORDIO:
+        from common.data.recordio_writer import encode_dense
+
+        return encode_dense(np.zeros((1, 1), np.float32))
+    return WARM_UP_BODIES.get(content_type, b"0\n")
 
 
 def load_endpoint(algorithm: type[Algorithm], model_dir: Path) -> Endpoint:
