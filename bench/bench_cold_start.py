@@ -4,7 +4,8 @@
 Per image: a tiny model trained in the container (bench_startup.py's jobs(), 1,000 rows x 10), then R times
 (interleaved across the images, median): the time from issuing `run -d ... serve` to the first /ping 200
 (polled every 10 ms on a published port), then 100 one-row /invocations in the image's natural content type,
-each on a new connection: the first one's latency, the median of the 2nd to 10th, the 100th; then the
+each on a new connection: the first one's latency, the median of the 2nd to 10th, the 100th, and (3 times,
+median) one after 1 s without requests, which shows what the first pays for a CPU gone cold; then the
 container's memory (cgroup: current use, peak, and the anonymous memory of its processes). Per image and in
 the same rounds, the anchor: the engine's own floor, the same image run with `python -c` serving /ping from
 http.server (the engine's start, its network and the image's Python, nothing of ours). Once per image,
@@ -51,6 +52,7 @@ FLOOR = ("import http.server as s\n"
 # The sklearn image serves the model of bench_startup's script through its default handlers.
 SKLEARN_INFERENCE = "# the image's default handlers\n"
 PING_EVERY = 0.01
+IDLE_S, IDLE_REQUESTS = 1.0, 3  # then a request after a pause, on the warm server
 MEMORY_SCRIPT = r"""
 import os
 def first(*paths):
@@ -186,11 +188,16 @@ def cold_start(engine: list[str], tag: str, model: Path, body: bytes, content_ty
             if status != 200:
                 raise SystemExit(f"{tag}: /invocations answered {status}:\n{container.logs()[-3000:]}")
             latencies.append(seconds)
+        after_idle = []
+        for _ in range(IDLE_REQUESTS):
+            time.sleep(IDLE_S)
+            after_idle.append(invoke(container.port, body, content_type)[0])
         current, peak, anon, rss = container.memory_mb()
     finally:
         container.remove()
     return {"ping_s": container.ready, "run_returned_s": container.issued, "first_ms": 1e3 * latencies[0],
             "later_ms": 1e3 * statistics.median(latencies[1:10]), "last_ms": 1e3 * latencies[-1],
+            "idle_ms": 1e3 * statistics.median(after_idle),
             "memory_mb": current, "peak_mb": peak, "anon_mb": anon, "rss_mb": rss}
 
 
@@ -274,18 +281,18 @@ def main() -> None:
           f"of {args.repeats} interleaved starts; a tiny model ({args.rows:,} x {COLS}); {args.requests} one-row "
           f"/invocations after each; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"  {'image':<9} {'size MB':>8} {'model KB':>9} {'ping s':>7} {'floor s':>8} {'/floor':>7} "
-          f"{'no ctr s':>9} {'1st ms':>7} {'2-10 ms':>8} {'100th ms':>9} {'mem MB':>7} {'peak MB':>8} "
+          f"{'no ctr s':>9} {'1st ms':>7} {'2-10 ms':>8} {'100th ms':>9} {'idle ms':>8} {'mem MB':>7} {'peak MB':>8} "
           f"{'anon MB':>8} {'1 GB: 100 x 100 rows':>22}")
     for image in args.images:
         measured = runs[image]
         ping_s, floor_s = median_of(measured, "ping_s"), statistics.median(floors[image])
-        first, later, last = (median_of(measured, key) for key in ("first_ms", "later_ms", "last_ms"))
+        first, later, last, idle = (median_of(measured, key) for key in ("first_ms", "later_ms", "last_ms", "idle_ms"))
         memory, peak, anon, rss = (median_of(measured, key) for key in ("memory_mb", "peak_mb", "anon_mb", "rss_mb"))
         small = limited[image]
         verdict = f"served, peak {small['peak_mb']:.0f} MB" if small["served"] else f"FAILED {small['why']}"
         print(f"  {image:<9} {sizes[image]:>8.0f} {model_kb[image]:>9.1f} {ping_s:>7.2f} {floor_s:>8.2f} "
               f"{ping_s / floor_s:>6.1f}x {in_process[image]:>9.2f} {first:>7.1f} {later:>8.1f} {last:>9.1f} "
-              f"{memory:>7.0f} {peak:>8.0f} {anon:>8.0f} {verdict:>22}")
+              f"{idle:>8.1f} {memory:>7.0f} {peak:>8.0f} {anon:>8.0f} {verdict:>22}")
         size = {"data": jobs_for[image][0], "rows": args.rows, "cols": COLS}
         floor_name = "the engine's floor: the image running python -c with http.server"
         results.add(image, "container start to first /ping 200", **size, ours=ping_s, unit="s", anchor=floor_name,
@@ -293,13 +300,15 @@ def main() -> None:
                     in_process_s=in_process[image], image_mb=sizes[image], model_kb=model_kb[image],
                     runs=[run["ping_s"] for run in measured], floor_runs=floors[image])
         results.add(image, "first /invocations after /ping (1 row)", **size, ours=first, unit="ms",
-                    anchor="median of the 2nd to 10th", anchor_value=later, hundredth_ms=last)
+                    anchor="median of the 2nd to 10th", anchor_value=later, hundredth_ms=last, after_idle_ms=idle)
         results.add(image, "container memory after 100 requests", **size, ours=memory, unit="MB", peak_mb=peak,
                     anon_mb=anon, rss_sum_mb=rss)
         results.add(image, "--memory 1g: 100 requests of 100 rows, peak", **size,
                     ours=small.get("peak_mb", float("nan")), unit="MB", served=small["served"], why=small["why"])
     print("  ping s: the first /ping 200 after `run -d` was issued; floor s: the same for python -c http.server in "
-          "the same image; no ctr s: bench_startup.py's serve without a container (1 worker)")
+          "the same image; no ctr s: bench_startup.py's serve without a container (1 worker); idle ms: a request "
+          f"after {IDLE_S:g} s without requests to the warm server (median of {IDLE_REQUESTS}), the cost of a CPU gone "
+          "cold that the 1st also pays")
     print(f"  written to {results.path.relative_to(REPO)}")
 
 
