@@ -3,7 +3,7 @@
 Each check runs in a fresh interpreter and reads its sys.modules: importing and describing any algorithm
 loads no numba (its kernels load at their first call); the server's parent (gunicorn's master) imports no
 numba, scipy, Flask, model library or model (the workers do, after the fork); numba loads its registries
-without scipy.linalg (common/data/jit.py).
+without scipy.linalg, and its runtime's functions from the cache folder (common/data/jit.py).
 """
 
 from __future__ import annotations
@@ -120,3 +120,40 @@ def test_a_read_only_cache_is_loaded_and_a_kernel_it_lacks_compiles_in_memory(tm
     result, errors = _call_kernel(tmp_path, empty, _read_only(empty, tmp_path))
     assert result == [6.0, True] and "kept in memory only" in errors
     assert list(empty.iterdir()) == []
+
+
+NRT_KERNEL = """\
+import numpy as np
+from common.data.jit import numba
+
+
+@numba.njit(cache=True)
+def doubled_total(values):
+    return (values * 2).sum()  # a new array: the runtime's allocation and reference counts
+"""
+# The answer and how often the runtime's functions were compiled (not loaded from the cache folder).
+CALL_NRT_KERNEL = """\
+import json
+import numpy as np
+from numba.core.runtime import nrtdynmod
+import kernel
+compiled, create = [], nrtdynmod.create_nrt_module
+nrtdynmod.create_nrt_module = lambda ctx: compiled.append(1) or create(ctx)
+print(json.dumps([float(kernel.doubled_total(np.arange(4.0))), len(compiled)]))
+"""
+
+
+def test_the_runtime_functions_compile_once_and_load_from_the_cache_after(tmp_path: Path) -> None:
+    (tmp_path / "kernel.py").write_text(NRT_KERNEL)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{tmp_path}:{REPO}", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+
+    def call() -> list:
+        return _last_json(CALL_NRT_KERNEL, env)
+
+    assert call() == [12.0, 1]
+    kept = list((tmp_path / "cache").glob("nrt-*.nbo"))
+    assert len(kept) == 1
+    assert call() == [12.0, 0]
+    kept[0].write_bytes(b"not a pickle")  # unreadable: compiled again and kept again
+    assert call() == [12.0, 1]
+    assert call() == [12.0, 0]
