@@ -12,6 +12,7 @@ from common.channels import DataChannel, parse_input_data_config
 from common.checkpoints import Checkpoints, data_files
 from common.cluster.collective import Cluster, ClusterError
 from common.cluster.connect import connect
+from common.data import csv_numpy
 from common.errors import UserError
 from common.hyperparameters import parse_hyperparameters
 from common.metrics import MetricsEmitter
@@ -48,6 +49,7 @@ def run_training(algorithm: type[Algorithm], paths: Paths) -> int:
     script's own code)."""
     started = time.time()
     stopping.register(paths)
+    csv_numpy.grant()  # a small job's CSV is parsed without importing numba
     try:
         if algorithm.script_mode is not None:
             from common.script_mode import training as script_training

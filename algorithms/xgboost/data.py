@@ -18,10 +18,10 @@ from algorithms.xgboost import lenient_csv
 from algorithms.xgboost.import_xgboost import xgboost
 from common.channels import PIPE, DataChannel, maybe_gunzip
 from common.data import content_types as ct
+from common.data import csv_numpy
 from common.data.batch import Batch, first_non_finite, non_finite_message
 from common.data.content_types import MediaType
 from common.data.csv_reader import CsvReader
-from common.data.libsvm_reader import LibsvmReader
 from common.data.registry import reader_for
 from common.errors import UserError
 
@@ -84,12 +84,14 @@ def dmatrix(part: Data, nthread: int = -1) -> Any:
 
 
 def _fast(channel: DataChannel, media: MediaType, csv_weights: bool) -> Data | None:
-    """Plain files in File mode, parsed on every core (parallel_read.py); None: use the streaming readers."""
-    from common.data import parallel_read
-
+    """Plain files in File mode, parsed on every core (parallel_read.py); None: use the streaming readers, which
+    also take a small job's CSV (csv_numpy.py: no numba)."""
     files = channel.files()
     if channel.config.input_mode == PIPE or not files or media.params.get("label_size", "1") != "1":
         return None
+    if media.name == ct.CSV and csv_numpy.takes(sum(path.stat().st_size for path in files)):
+        return None
+    from common.data import parallel_read
     segments = []
     if media.name == ct.CSV:
         loaded = parallel_read.load_csv(files, 2 if csv_weights else 1)
@@ -122,6 +124,8 @@ def _batches(channel: DataChannel, media: MediaType, csv_weights: bool) -> Itera
                             "parameter label_size must be 1.")
         reader: Any = CsvReader(2 if csv_weights else 1)
     elif media.name == ct.LIBSVM:
+        from common.data.libsvm_reader import LibsvmReader  # numba and scipy: not for a CSV job
+
         reader = LibsvmReader()
     elif media.name == ct.RECORDIO:
         reader = reader_for(media)

@@ -10,10 +10,13 @@ from typing import BinaryIO
 
 import numpy as np
 
-from common.data import csv_kernel
+from common.data import csv_numpy
 from common.data.batch import Batch
 from common.data.text import shorten
 from common.errors import UserError
+from common.imports import LazyModule
+
+csv_kernel = LazyModule("common.data.csv_kernel")  # numba: a small job's CSV may never need it (csv_numpy.py)
 
 CHUNK_BYTES = 4 << 20
 PARALLEL_BYTES = 1 << 20  # blocks at least this big are parsed on several threads
@@ -59,7 +62,12 @@ class CsvReader:
     def _parse_block(self, block: bytes | memoryview, ncols: int, lines_before: int,
                      source: str) -> tuple[np.ndarray, int]:
         """Whole lines to a matrix; big blocks are cut at line ends and parsed on several threads
-        (the kernel releases the GIL), each piece's line numbers continuing the previous ones'."""
+        (the kernel releases the GIL), each piece's line numbers continuing the previous ones'. A small job's
+        blocks go to numpy's reader first (csv_numpy.py)."""
+        if csv_numpy.takes(len(block)):
+            parsed = csv_numpy.parse(block, ncols)
+            if parsed is not None:
+                return parsed
         buf = np.frombuffer(block, dtype=np.uint8)
         pieces = _cut_at_line_ends(buf, _threads()) if len(buf) >= PARALLEL_BYTES else [buf]
         if len(pieces) == 1:

@@ -1,0 +1,71 @@
+"""Small CSV blocks parsed by numpy's C reader (np.loadtxt) instead of the kernel (csv_kernel.py), so that a job
+whose only parsing is a few MB of CSV never imports numba (0.11 s) nor loads the kernel (0.03 s). The kernel
+parses 3x faster, so past BUDGET_BYTES per training job, or once numba is imported anyway, it takes every
+block; a server always uses the kernel (bench/bench_readers.py measures both).
+
+A block is taken only where both readers are exact, so that both give the same float32 bits: its bytes are
+digits, signs, '.', ',', spaces, tabs, newlines and the letters of nan, inf and infinity (no exponent, no CR),
+and no field is longer than 15 bytes. Every number then has at most 15 digits: an exact mantissa divided once
+by an exact power of ten, rounded correctly to float64 by both, then to float32 by the same cast
+(tests/unit/test_csv_numpy.py compares the bits on generated blocks). Anything else, and anything np.loadtxt
+refuses (an empty field, a line of blanks, a change of width), returns None: the kernel parses the block and
+words any error.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import warnings
+
+import numpy as np
+
+BUDGET_BYTES = 16 << 20
+_ACCEPTED = b"0123456789+-., \t\nnaNAifIFtyTY"
+_LONGEST_FIELD = 15
+_COMMA, _NEWLINE = 44, 10
+_budget = 0  # bytes parse() may still be offered: none but in a training job, which grant()s BUDGET_BYTES
+
+
+def grant(nbytes: int = BUDGET_BYTES) -> None:
+    """Let this process's next `nbytes` of CSV go to numpy. Training does (common/training.py); a server does
+    not, so that its requests keep the kernel it warmed at start and no request pays numba's import."""
+    global _budget
+    _budget = nbytes
+
+
+def takes(nbytes: int) -> bool:
+    """Whether parse() should try a block of `nbytes`: numba is not imported yet and the budget holds it."""
+    return "numba" not in sys.modules and nbytes <= _budget
+
+
+def parse(block: bytes | memoryview, ncols: int) -> tuple[np.ndarray, int] | None:
+    """Whole lines of CSV to (a float32 (rows, ncols) matrix, blank lines skipped; the lines read); None: leave
+    the block to the kernel."""
+    global _budget
+    data = bytes(block)
+    _budget -= len(data)
+    if data.translate(None, _ACCEPTED):
+        return None
+    buf = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero((buf == _COMMA) | (buf == _NEWLINE))  # of each field
+    widths = np.diff(ends, prepend=-1, append=len(buf))  # a field and the byte that ends it
+    if int(widths.max()) > _LONGEST_FIELD + 1:
+        return None
+    # An empty field (a missing value): np.loadtxt refuses it, but only once it gets there. Nothing between two
+    # ends is an empty line (skipped) unless a comma is one of them.
+    bounds = np.concatenate(([_NEWLINE], buf[ends], [_NEWLINE]))
+    empty = np.flatnonzero(widths == 1)
+    if len(empty) and ((bounds[empty] == _COMMA) | (bounds[empty + 1] == _COMMA)).any():
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a block of blank lines: "input contained no data", and no rows
+            matrix = np.loadtxt(io.BytesIO(data), delimiter=",", comments=None, dtype=np.float32, ndmin=2,
+                                encoding="latin-1")
+    except ValueError:
+        return None
+    if matrix.shape[1] != ncols:
+        return None
+    lines = int(np.count_nonzero(bounds[1:-1] == _NEWLINE)) + (1 if data and data[-1] != _NEWLINE else 0)
+    return matrix, lines  # lines as the kernel counts them: each newline, and anything after the last one
