@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 from common.algorithm import Algorithm
 from common.errors import NoContent, PayloadTooLarge, UserError
-from common.serving.endpoint import Endpoint, as_endpoint, load_endpoint
+from common.serving.endpoint import Endpoint, as_endpoint, load_endpoint, warm_up_request
 from common.serving.memory import Limits
 from common.serving.model_set import Record, Registry
 from common.serving.models import Models, multi_model_enabled, page_limit, parse_load_request
@@ -66,6 +66,7 @@ def create_app(algorithm: type[Algorithm], model_dir: Path, concurrent_predictio
         _add_model_routes(app, models, limit)
     else:
         model, load_error = _load_model(algorithm, model_dir)
+    app.config["WARM_UP_REQUESTS"] = _warm_up_requests(model)
     # Everything loaded so far lives as long as the worker: keep the garbage collector off it,
     # so collections during requests stay short.
     gc.freeze()
@@ -145,6 +146,18 @@ def _load_model(algorithm: type[Algorithm], model_dir: Path) -> tuple[Endpoint |
         load_error = "The model could not be loaded; see the log."
     log.error("Model not loaded: %s", load_error)
     return None, load_error
+
+
+def _warm_up_requests(model: Endpoint | None) -> list[bytes]:
+    """The requests each worker serves itself before it accepts a client (common/serving/worker.py): a ping, and
+    an invocation where a built-in model is loaded."""
+    heads = [b"GET /ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"]
+    found = warm_up_request(model) if model is not None else None
+    if found is not None:
+        content_type, body = found
+        heads.append(b"POST /invocations HTTP/1.1\r\nHost: localhost\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n%s" % (content_type.encode(), len(body), body))
+    return heads
 
 
 def _respond(start_response: Callable, answer: Callable[[], tuple[bytes, str]]) -> list[bytes]:

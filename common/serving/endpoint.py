@@ -68,6 +68,16 @@ def _warm_up_formats(model: Algorithm) -> None:
         encode({"score": np.zeros(1, np.float32)}, name, model.response_layout)
 
 
+def warm_up_request(endpoint: Endpoint) -> tuple[str, bytes] | None:
+    """(Content-Type, body) of a request a worker may send itself before its first client (common/serving/worker.py):
+    a built-in model's tiny body, answered 200 or 400 with no side effects. None for the user's handlers."""
+    if not isinstance(endpoint, ModelEndpoint):
+        return None
+    types = endpoint.model.request_types
+    name = ct.CSV if ct.CSV in types else next(iter(types))
+    return name, _warm_up_body(name)
+
+
 def _warm_up_body(content_type: str) -> bytes:
     if content_type == ct.RECORDIO:
         from common.data.recordio_writer import encode_dense

@@ -147,3 +147,17 @@ def test_chunked_body_and_pipelined_ping(server: tuple[str, int]) -> None:
         while chunk := sock.recv(65536):
             received += chunk
     assert received.count(b"HTTP/1.1 200 OK") == 2 and b"closest_cluster" in received
+
+
+def test_each_worker_serves_itself_a_ping_and_an_invocation_before_its_first_client(tmp_path) -> None:
+    data = tmp_path / "train.rec"
+    data.write_bytes(encode_dense(np.random.default_rng(1).standard_normal((100, 4)).astype(np.float32)))
+    write_job(tmp_path, {"k": "2", "feature_dim": "4"}, {"train": ([data], None)})
+    assert train("kmeans", tmp_path).returncode == 0
+    with serving("kmeans", tmp_path, workers=2, extra_env={"SM_LOG_LEVEL": "10"}) as (url, server):
+        assert requests.post(url + "/invocations", data=ROW, headers={"Content-Type": "text/csv"}).ok
+    log = server.stdout.read().decode()
+    assert log.count("Warm-up: GET /ping HTTP/1.1 answered HTTP/1.1 200 OK.") == 2, log[-3000:]
+    one_column = "Warm-up: POST /invocations HTTP/1.1 answered HTTP/1.1 400 Bad Request."  # the model has 4
+    assert log.count(one_column) == 2, log[-3000:]
+    assert "warm-up request failed" not in log
