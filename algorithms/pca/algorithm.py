@@ -54,6 +54,7 @@ class PCA(Algorithm[PCAHyperparameters]):
     def __init__(self, s: np.ndarray, v: np.ndarray, mean: np.ndarray | None = None) -> None:
         self.s = np.ascontiguousarray(s, dtype=np.float32).reshape(-1)
         self.v = np.ascontiguousarray(v, dtype=np.float32)
+        self._v64 = self.v.astype(np.float64)
         self.mean = None if mean is None else np.ascontiguousarray(mean, dtype=np.float32).reshape(1, -1)
 
     @property
@@ -136,7 +137,9 @@ class PCA(Algorithm[PCAHyperparameters]):
         x = np.asarray(x, dtype=np.float32)
         if self.mean is not None:
             x = x - self.mean
-        return x @ self.v
+        # In float64, rounded once to float32: BLAS takes another kernel for one row than for many, and a row's
+        # projection must not depend on the rows sent with it (batch transform's SingleRecord vs MultiRecord).
+        return (x.astype(np.float64) @ self._v64).astype(np.float32)
 
     def squared_residuals(self, features: Features) -> np.ndarray:
         """|x_c − x_c v vᵀ|² per row (x_c the centered row), in float64."""
