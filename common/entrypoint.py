@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         os.execvp(command, args)
     # describe and inspect print JSON on stdout: their logs go to stderr.
     setup_logging(sys.stdout if command in ("train", "serve") else sys.stderr)
+    from common.imports import lean_scipy
+
+    lean_scipy()
     from common import stopping
     from common.errors import UserError
 

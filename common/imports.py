@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.abc
+import importlib.machinery
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 
-class _Refuse(importlib.abc.MetaPathFinder):
+class _Refuse:
     """Finds nothing for the hidden packages (and their submodules): `import` raises ModuleNotFoundError, as
     when a package is not installed. (A None in sys.modules is not enough: Cython's import in pyarrow's
     pandas shim gets None back instead of an error.)"""
@@ -60,3 +60,64 @@ class LazyModule:
 
     def __repr__(self) -> str:
         return f"<lazy module {self._name!r}>"
+
+
+# scipy's array-API view of numpy copies numpy's namespace with `from numpy import *` and a getattr of every name
+# dir(numpy) lists, and each lists numpy's lazy submodules: importing scipy.sparse imported 118 modules more
+# (numpy.f2py, numpy.testing, numpy.ma, ...), 65 ms of every process that reads sparse data or loads XGBoost.
+CLONED_NUMPY = "scipy._lib.array_api_compat.numpy"
+NUMPY_SUBMODULES = ("char", "core", "ctypeslib", "distutils", "f2py", "ma", "matlib", "polynomial", "rec",
+                    "strings", "testing", "typing")
+
+
+class _CloneNumpyLean:
+    """Finds CLONED_NUMPY as the import system would, and runs it while numpy lists only the submodules already
+    imported. The others stay reachable through the clone, imported at first use as through numpy itself."""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+        if fullname != CLONED_NUMPY:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _LeanLoader(spec.loader)
+        return spec
+
+
+class _LeanLoader:
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def __getattr__(self, name: str) -> Any:  # get_code, is_package, ... as the file's own loader answers
+        return getattr(self._loader, name)
+
+    def create_module(self, spec: object) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        import numpy
+
+        hidden = {name for name in NUMPY_SUBMODULES if f"numpy.{name}" not in sys.modules}
+        listed, listing = numpy.__all__, numpy.__dict__.get("__dir__")
+        numpy.__all__ = [name for name in listed if name not in hidden]
+        if listing is not None:
+            numpy.__dir__ = lambda: [name for name in listing() if name not in hidden]
+        try:
+            self._loader.exec_module(module)
+        finally:
+            numpy.__all__ = listed
+            if listing is not None:
+                numpy.__dir__ = listing
+
+        def submodule(name: str) -> Any:
+            if name in hidden:
+                return getattr(numpy, name)
+            raise AttributeError(f"module {CLONED_NUMPY!r} has no attribute {name!r}")
+
+        module.__getattr__ = submodule
+
+
+def lean_scipy() -> None:
+    """Make this process's first import of scipy skip numpy's unused submodules (CLONED_NUMPY). The entrypoint
+    calls it first. The finder stays on sys.meta_path: past that one import it is never asked again."""
+    if CLONED_NUMPY not in sys.modules and not any(isinstance(f, _CloneNumpyLean) for f in sys.meta_path):
+        sys.meta_path.insert(0, _CloneNumpyLean())
