@@ -55,13 +55,13 @@ def _recordio(path: Path, x: np.ndarray, y: np.ndarray | None = None) -> Path:
     return path
 
 
-def jobs(rows: int) -> dict[str, tuple[str, dict[str, str], Callable[[Path], dict]]]:
+def jobs(rows: int, cols: int = COLS) -> dict[str, tuple[str, dict[str, str], Callable[[Path], dict]]]:
     """image -> (content type, hyperparameters, the channels made in a folder)."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((rows, COLS)).astype(np.float32)
+    x = rng.standard_normal((rows, cols)).astype(np.float32)
     label = (x[:, 0] > 0).astype(np.float32)
-    target = (x @ rng.standard_normal(COLS)).astype(np.float32)
-    dim = str(COLS)
+    target = (x @ rng.standard_normal(cols)).astype(np.float32)
+    dim = str(cols)
 
     def sklearn(tmp: Path) -> dict:
         (tmp / "code").mkdir(exist_ok=True)
