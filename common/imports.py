@@ -62,20 +62,21 @@ class LazyModule:
         return f"<lazy module {self._name!r}>"
 
 
-# scipy's array-API view of numpy copies numpy's namespace with `from numpy import *` and a getattr of every name
-# dir(numpy) lists, and each lists numpy's lazy submodules: importing scipy.sparse imported 118 modules more
-# (numpy.f2py, numpy.testing, numpy.ma, ...), 65 ms of every process that reads sparse data or loads XGBoost.
-CLONED_NUMPY = "scipy._lib.array_api_compat.numpy"
+# scipy's array-API view of numpy (and scikit-learn's copy of it) clones numpy's namespace with `from numpy import
+# *` and a getattr of every name dir(numpy) lists, and each lists numpy's lazy submodules: importing scipy.sparse
+# imported 118 modules more (numpy.f2py, numpy.testing, numpy.ma, ...), 65 ms of every process that reads sparse
+# data or loads XGBoost.
+CLONED_NUMPY = ("scipy._lib.array_api_compat.numpy", "sklearn.externals.array_api_compat.numpy")
 NUMPY_SUBMODULES = ("char", "core", "ctypeslib", "distutils", "f2py", "ma", "matlib", "polynomial", "rec",
                     "strings", "testing", "typing")
 
 
 class _CloneNumpyLean:
-    """Finds CLONED_NUMPY as the import system would, and runs it while numpy lists only the submodules already
-    imported. The others stay reachable through the clone, imported at first use as through numpy itself."""
+    """Finds a CLONED_NUMPY module as the import system would, and runs it while numpy lists only the submodules
+    already imported. The others stay reachable through the clone, imported at first use as through numpy."""
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
-        if fullname != CLONED_NUMPY:
+        if fullname not in CLONED_NUMPY:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is not None and spec.loader is not None:
@@ -111,13 +112,13 @@ class _LeanLoader:
         def submodule(name: str) -> Any:
             if name in hidden:
                 return getattr(numpy, name)
-            raise AttributeError(f"module {CLONED_NUMPY!r} has no attribute {name!r}")
+            raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
 
         module.__getattr__ = submodule
 
 
 def lean_scipy() -> None:
-    """Make this process's first import of scipy skip numpy's unused submodules (CLONED_NUMPY). The entrypoint
-    calls it first. The finder stays on sys.meta_path: past that one import it is never asked again."""
-    if CLONED_NUMPY not in sys.modules and not any(isinstance(f, _CloneNumpyLean) for f in sys.meta_path):
+    """Make this process's imports of scipy and scikit-learn skip numpy's unused submodules (CLONED_NUMPY). The
+    entrypoint calls it first. The finder stays on sys.meta_path: it only ever answers for those two modules."""
+    if not any(isinstance(f, _CloneNumpyLean) for f in sys.meta_path):
         sys.meta_path.insert(0, _CloneNumpyLean())

@@ -8,6 +8,8 @@ import sys
 
 from common.imports import CLONED_NUMPY
 
+SCIPY_CLONE, SKLEARN_CLONE = CLONED_NUMPY
+
 # The clone's public names, and which of numpy's submodules the import of scipy.sparse brought in.
 PROBE = f"""
 import json, sys
@@ -15,7 +17,7 @@ if sys.argv[1] == "lean":
     from common.imports import lean_scipy
     lean_scipy()
 import scipy.sparse
-import {CLONED_NUMPY} as clone
+import {SCIPY_CLONE} as clone
 imported = sorted(name for name in sys.modules if name.startswith("numpy.") and name.count(".") == 1)
 print(json.dumps({{"names": sorted(n for n in vars(clone) if not n.startswith("_")), "imported": imported,
                   "modules": len(sys.modules)}}))
@@ -44,10 +46,11 @@ from common.imports import lean_scipy
 lean_scipy()
 lean_scipy()  # a second call adds no second finder
 import sys
-import numpy as np, scipy.sparse as sp, scipy.linalg, scipy.special
-import {CLONED_NUMPY} as clone
+import numpy as np, scipy.sparse as sp, scipy.linalg, scipy.special, sklearn.linear_model
+import {SCIPY_CLONE} as clone, {SKLEARN_CLONE} as sklearn_clone
 assert sum(type(f).__name__ == "_CloneNumpyLean" for f in sys.meta_path) == 1
-assert "numpy.testing" not in sys.modules
+assert "numpy.testing" not in sys.modules and "numpy.f2py" not in sys.modules
+assert sklearn_clone.testing is np.testing and sklearn_clone.ma is np.ma
 assert clone.testing is np.testing and clone.ma is np.ma and clone.f2py is np.f2py
 assert clone.linalg is not None and clone.asarray([1.0]).tolist() == [1.0]
 try:
