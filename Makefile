@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install sdk-venv demo docs test test-slow test-local-mode fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-startup bench-latency bench-cold-start bench-report clean
+.PHONY: install sdk-venv demo docs test test-slow test-local-mode fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-startup bench-latency bench-transform bench-cold-start bench-report clean
 
 install: $(VENV)/.installed
 
@@ -73,7 +73,7 @@ REPEATS ?=
 QUICK ?=
 BENCH := BENCH_ROWS="$(ROWS)" BENCH_REPEATS="$(REPEATS)" BENCH_QUICK="$(QUICK)" $(PY)
 
-bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-startup bench-latency
+bench: bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-startup bench-latency bench-transform
 
 # Every bench at its quick sizes (about 15 minutes on 2 idle cores), then bench/REPORT.md and its plots.
 # -k: a bench that fails leaves its previous results (dated in the report) and the others still run.
@@ -121,6 +121,11 @@ bench-startup: install
 bench-latency: install
 	$(BENCH) bench/bench_latency.py
 
+# Batch transform at scale: a 1 GB file (QUICK=1: 64 MB) through sm-local's transform against the same model in
+# process, for every built-in image (BENCH_ALGORITHMS=xgboost,kmeans for some).
+BENCH_ALGORITHMS ?= kmeans,pca,knn,rcf,fm,xgboost,lightgbm,catboost
+bench-transform: install
+	BENCH_ALGORITHMS="$(BENCH_ALGORITHMS)" $(BENCH) bench/bench_transform.py
 # The same in the real images (not part of `bench`: it needs them built, and builds nothing; a missing image is
 # named with its make target): `run -d IMAGE serve` to the first /ping 200 next to the engine's own floor, the
 # first /invocations against the later ones, the container's memory, and 100 requests under --memory 1g.
