@@ -133,21 +133,20 @@ class PCA(Algorithm[PCAHyperparameters]):
         """(x − mean) · v in float32, one row per input row, ascending order like `s`."""
         if issparse(features) and self.mean is None:
             return np.asarray(features @ self.v, dtype=np.float32)
-        x = features.toarray() if issparse(features) else features
-        x = np.asarray(x, dtype=np.float32)
-        if self.mean is not None:
-            x = x - self.mean
         # In float64, rounded once to float32: BLAS takes another kernel for one row than for many, and a row's
         # projection must not depend on the rows sent with it (batch transform's SingleRecord vs MultiRecord).
-        return (x.astype(np.float64) @ self._v64).astype(np.float32)
+        return (self._centred(features) @ self._v64).astype(np.float32)
 
     def squared_residuals(self, features: Features) -> np.ndarray:
         """|x_c − x_c v vᵀ|² per row (x_c the centered row), in float64."""
-        x = np.asarray(features.toarray() if issparse(features) else features, dtype=np.float64)
-        if self.mean is not None:
-            x = x - self.mean
-        projected = x @ self.v.astype(np.float64)
+        x = self._centred(features)
+        projected = x @ self._v64
         return np.maximum(np.einsum("ij,ij->i", x, x) - np.einsum("ij,ij->i", projected, projected), 0.0)
+
+    def _centred(self, features: Features) -> np.ndarray:
+        """The rows in float64, less the training mean where there is one."""
+        x = np.asarray(features.toarray() if issparse(features) else features, dtype=np.float64)
+        return x if self.mean is None else x - self.mean
 
 
 def block_rows(hp: PCAHyperparameters, mode: str | None = None) -> int:
