@@ -11,9 +11,9 @@
   loop's wake-up, the pool's queue), a third of a 1-row request's latency and each a moment a busy machine can
   make it wait (bench/bench_latency.py).
 - Before it accepts a connection, a worker serves itself a `GET /ping` and a tiny `POST /invocations` (app.py)
-  over a socket pair, through the same threads and code as a client's: the first client's request then finds its thread
-  started and its code run once (kmeans, 1 row: the first request 1.1-1.4 ms instead of 1.2-4.8, the 2nd to 10th
-  0.8-0.9 ms; bench/bench_cold_start.py).
+  over a socket pair, through the same threads and code as a client's, WARM_UP_ROUNDS times: the first client's
+  request then finds its thread started and its code run and specialised (kmeans, 1 row: the first request
+  1.1-1.4 ms instead of 1.2-4.8, the 2nd to 10th 0.8-0.9 ms; bench/bench_cold_start.py).
 - The cyclic garbage some libraries leave per request (XGBoost: a class per prediction) is collected after an
   answer is sent, some thousands of objects at a time (about 1 ms): at 50,000 (app.py) the collection is a 10 to
   15 ms pause in the middle of a later request.
@@ -45,6 +45,10 @@ NEXT_REQUEST_WAIT_MS = 5  # how long a thread waits for a kept-alive connection'
 CORK = hasattr(socket, "TCP_CORK")  # Linux
 YOUNG_GARBAGE = 5000  # GC-tracked objects allocated and not freed since the last collection
 WARM_UP_TIMEOUT_S = 10
+# Python specialises a function's bytecode only after it has run several times (3.11: 8): served once, the
+# warm-up left the first client's request to run unspecialised code (kmeans, 1 row: 1.36-1.52 ms first vs
+# 0.95-1.31 ms after 10 to 50 rounds; bench/bench_cold_start.py).
+WARM_UP_ROUNDS = 16
 
 
 class DeadlineReader:
@@ -105,8 +109,10 @@ class Worker(ThreadWorker):  # type: ignore[misc]
         super().init_process()  # runs the worker until it stops
 
     def run(self) -> None:
-        for request in getattr(self.wsgi, "config", {}).get("WARM_UP_REQUESTS", ()):  # app.py
-            self.serve_itself(request)
+        requests = getattr(self.wsgi, "config", {}).get("WARM_UP_REQUESTS", ())  # app.py
+        for _ in range(WARM_UP_ROUNDS):
+            for request in requests:
+                self.serve_itself(request)
         try:
             super().run()
         finally:

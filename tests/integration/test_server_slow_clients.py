@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from common.data.recordio_writer import encode_dense
+from common.serving.worker import WARM_UP_ROUNDS
 from tests.integration.helpers import serving, train
 from tools.local import write_job
 
@@ -149,7 +150,7 @@ def test_chunked_body_and_pipelined_ping(server: tuple[str, int]) -> None:
     assert received.count(b"HTTP/1.1 200 OK") == 2 and b"closest_cluster" in received
 
 
-def test_each_worker_serves_itself_a_ping_and_an_invocation_before_its_first_client(tmp_path) -> None:
+def test_each_worker_serves_itself_pings_and_invocations_before_its_first_client(tmp_path) -> None:
     data = tmp_path / "train.rec"
     data.write_bytes(encode_dense(np.random.default_rng(1).standard_normal((100, 4)).astype(np.float32)))
     write_job(tmp_path, {"k": "2", "feature_dim": "4"}, {"train": ([data], None)})
@@ -157,7 +158,8 @@ def test_each_worker_serves_itself_a_ping_and_an_invocation_before_its_first_cli
     with serving("kmeans", tmp_path, workers=2, extra_env={"SM_LOG_LEVEL": "10"}) as (url, server):
         assert requests.post(url + "/invocations", data=ROW, headers={"Content-Type": "text/csv"}).ok
     log = server.stdout.read().decode()
-    assert log.count("Warm-up: GET /ping HTTP/1.1 answered HTTP/1.1 200 OK.") == 2, log[-3000:]
+    rounds = 2 * WARM_UP_ROUNDS  # each of the 2 workers
+    assert log.count("Warm-up: GET /ping HTTP/1.1 answered HTTP/1.1 200 OK.") == rounds, log[-3000:]
     one_column = "Warm-up: POST /invocations HTTP/1.1 answered HTTP/1.1 400 Bad Request."  # the model has 4
-    assert log.count(one_column) == 2, log[-3000:]
+    assert log.count(one_column) == rounds, log[-3000:]
     assert "warm-up request failed" not in log
