@@ -1,7 +1,8 @@
 """Small CSV blocks parsed by numpy's C reader (np.loadtxt) instead of the kernel (csv_kernel.py), so that a job
 whose only parsing is a few MB of CSV never imports numba (0.11 s) nor loads the kernel (0.03 s). The kernel
 parses 3x faster, so past BUDGET_BYTES per training job, or once numba is imported anyway, it takes every
-block; a server always uses the kernel (bench/bench_readers.py measures both).
+block (bench/bench_readers.py measures both). A built-in model's server uses the kernel, which it loads before
+its first request; a server of the user's inference module gets a training job's budget (script_mode/module.py).
 
 A block is taken only where both readers are exact, so that both give the same float32 bits: its bytes are
 digits, signs, '.', ',', spaces, tabs, newlines and the letters of nan, inf and infinity (no exponent, no CR),
@@ -28,8 +29,9 @@ _budget = 0  # bytes parse() may still be offered: none but in a training job, w
 
 
 def grant(nbytes: int = BUDGET_BYTES) -> None:
-    """Let this process's next `nbytes` of CSV go to numpy. Training does (common/training.py); a server does
-    not, so that its requests keep the kernel it warmed at start and no request pays numba's import."""
+    """Let this process's next `nbytes` of CSV go to numpy. Training does (common/training.py), and a server of
+    the user's inference module; a built-in model's server does not: its requests keep the kernel it warmed at
+    start."""
     global _budget
     _budget = nbytes
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import joblib
@@ -23,7 +25,8 @@ from common.script_mode import env, handlers, training
 from common.script_mode import serving as script_serving
 from common.serving.app import create_app
 from common.training import run_training
-from tools.local import write_job
+from tests.conftest import REPO
+from tools.local import entrypoint_env, write_job
 
 IMAGES = {"xgboost": XGBoost, "lightgbm": LightGBM, "catboost": CatBoost, "sklearn": SKLearn}
 SDK = {"sagemaker_program": '"train.py"', "sagemaker_container_log_level": "20", "sagemaker_region": '"eu-west-1"',
@@ -198,6 +201,47 @@ def test_sklearn_loads_model_joblib_or_model_pkl_by_default(tmp_path: Path, monk
     (tmp_path / "model" / "model.pkl").unlink()
     ping = _client(SKLearn, tmp_path, monkeypatch, "", "defaults_only.py").get("/ping")
     assert ping.status_code == 500 and "has neither model.joblib nor model.pkl" in ping.get_data(as_text=True)
+
+
+FRESH_SERVER = """
+import json, sys
+from pathlib import Path
+from algorithms.sklearn.algorithm import SKLearn
+from common.script_mode import serving
+from common.serving.app import create_app
+model_dir = Path(sys.argv[1])
+serving.prepare(model_dir, SKLearn.script_mode)
+client = create_app(SKLearn, model_dir).test_client()  # each worker's load: model_fn, then warm_up
+loaded = "common.data.csv_reader" in sys.modules
+import calls
+answered = client.post("/invocations", data=b"2\\n3", headers={"Content-Type": "text/csv", "Accept": "text/csv"})
+print(json.dumps([loaded, calls.CALLS, answered.status_code, answered.get_data(as_text=True), "numba" in sys.modules]))
+"""
+
+
+@pytest.mark.parametrize("own_input_fn", [False, True])
+def test_a_user_modules_server_loads_the_default_csv_reader_before_its_first_request_and_never_numba(
+        tmp_path: Path, own_input_fn: bool) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    (tmp_path / "model").mkdir()
+    model = LinearRegression().fit(np.array([[0.0], [1.0]]), np.array([1.0, 3.0]))
+    joblib.dump(model, tmp_path / "model" / "model.joblib")
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "calls.py").write_text("CALLS = []\n")
+    own = ("import numpy as np\ndef input_fn(body, content_type):\n    calls.CALLS.append(content_type)\n"
+           "    return np.array([[float(v)] for v in body.split()])\n")
+    (tmp_path / "code" / "inference.py").write_text("import calls\n" + (own if own_input_fn else ""))
+    env = {**entrypoint_env("sklearn", tmp_path), "SAGEMAKER_PROGRAM": "inference.py",
+           "SAGEMAKER_SUBMIT_DIRECTORY": str(tmp_path / "code")}
+    done = subprocess.run([sys.executable, "-c", FRESH_SERVER, str(tmp_path / "model")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    loaded, calls, status, body, numba = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (status, [float(v) for v in body.split()]) == (200, pytest.approx([5.0, 7.0]))
+    assert loaded is not own_input_fn  # the image's input_fn warmed; the user's never called before a request
+    assert calls == (["text/csv"] if own_input_fn else [])
+    assert numba is False
 
 
 def test_lightgbm_and_catboost_serve_a_user_module_with_their_own_model_files(
