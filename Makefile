@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := common/requirements.txt $(wildcard algorithms/*/requirements.txt) requirements-dev.txt
 PYTEST_ARGS ?=
 
-.PHONY: install sdk-venv demo docs test test-slow test-local-mode fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-startup bench-latency bench-transform bench-cold-start bench-report clean
+.PHONY: install sdk-venv demo docs test test-slow test-local-mode fuzz lint bench bench-common bench-kmeans bench-pca bench-knn bench-rcf bench-fm bench-tabular bench-xgboost bench-startup bench-latency bench-transform bench-cold-start bench-libsvm-aot bench-report clean
 
 install: $(VENV)/.installed
 
@@ -113,6 +113,10 @@ bench-xgboost: install
 
 # Every image's fixed cost: a tiny training job's process wall time next to `python -c "import numpy"`, and
 # the time to the first /ping and the memory of the serve master and its worker.
+# Not part of `bench`: needs a C compiler. What numba.pycc (ahead-of-time) would save a small libsvm job.
+bench-libsvm-aot: install
+	$(BENCH) bench/bench_libsvm_aot.py
+
 bench-startup: install
 	$(BENCH) bench/bench_startup.py
 
