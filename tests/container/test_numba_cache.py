@@ -74,9 +74,9 @@ def _training_files(folder: Path, job: Job, kind: str, labelled: bool, name: str
     label = y if labelled else None
     if kind == "csv":
         path = folder / f"{name}.csv"
-        # 17 significant digits: fields longer than the 15 bytes np.loadtxt may take for a job's first blocks
+        # Every field with an exponent, which np.loadtxt is never given for a job's first blocks
         # (common/data/csv_numpy.py), so the file is read by the kernel whose cache entries are under test.
-        np.savetxt(path, np.column_stack([y, x]) if labelled else x, delimiter=",", fmt="%.17g")
+        np.savetxt(path, np.column_stack([y, x]) if labelled else x, delimiter=",", fmt="%.17e")
         return path, f"{CSV};label_size=1" if labelled and not job.labelled else \
             job.content_type if job.content_type.startswith(CSV) else CSV
     if kind == "libsvm":

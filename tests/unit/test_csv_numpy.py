@@ -108,6 +108,38 @@ def test_what_numpy_takes_the_kernel_parses_to_the_same_bits(block: bytes) -> No
     event(_judge(block))
 
 
+@st.composite
+def _long_number(draw: st.DrawFn) -> str:
+    """Python's str of a float64 (as the SDK's CSVSerializer and pandas write them), a run of up to 22 digits
+    around a point, or a float32 rounding boundary (halfway between two float32s) and its float64 neighbours."""
+    kind = draw(st.sampled_from(["str", "str", "digits", "boundary"]))
+    if kind == "str":
+        value = draw(st.floats(-1e15, 1e15, allow_nan=False, allow_infinity=False, width=64))
+        text = str(value)
+        return text if "e" not in text else "0"
+    if kind == "digits":
+        whole = draw(st.text("0123456789", min_size=1, max_size=11))
+        return draw(st.sampled_from(["", "-"])) + whole + "." + draw(st.text("0123456789", min_size=1, max_size=11))
+    below = np.float32(draw(st.floats(0.0009765625, 1048576.0, width=32)))
+    halfway = (np.float64(below) + np.float64(np.nextafter(below, np.float32(np.inf)))) / 2
+    step = draw(st.integers(-3, 3))
+    return repr(float(halfway + step * np.spacing(halfway)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(_long_number(), min_size=3, max_size=3), min_size=1, max_size=6))
+def test_long_numbers_numpy_takes_match_the_kernel_bit_for_bit(rows: list[list[str]]) -> None:
+    block = "".join(",".join(row) + "\n" for row in rows).encode()
+    event(_judge(block))
+
+
+def test_float64_rows_written_as_the_sdk_does_go_to_numpy_and_match_the_kernel() -> None:
+    rows = np.random.default_rng(3).normal(0, 3, (300, 5))
+    block = "".join(",".join(map(str, row)) + "\n" for row in rows).encode()  # CSVSerializer's rows
+    assert max(len(field) for field in block.replace(b"\n", b",").split(b",")) > 15
+    assert _judge(block) == "same"
+
+
 def test_short_numbers_go_to_numpy_and_match_the_kernel() -> None:
     rng = np.random.default_rng(0)
     rows = rng.normal(0, 3, (500, 6))
@@ -118,7 +150,8 @@ def test_short_numbers_go_to_numpy_and_match_the_kernel() -> None:
 
 
 @pytest.mark.parametrize("block", [
-    b"0.30000000000000004,1\n",      # 17 digits: the kernel rounds such numbers its own way
+    b"1.0000000596046448,1\n",       # 1 + 2**-24, halfway between two float32s: the kernel's rounding decides
+    b"0.1234567890123456789012345,1\n",  # over 24 bytes: the kernel's power of ten is no longer exact
     b"1e5,2\n",                      # an exponent
     b"1,2\r\n",                      # CR
     b"1,,2\n", b"1,2,\n", b",1\n",   # empty fields (missing values)
@@ -157,11 +190,15 @@ def test_the_reader_gives_the_same_batches_either_way(monkeypatch) -> None:
         assert _same_bits(a.features, b.features) and _same_bits(a.labels, b.labels)
 
 
-def test_a_small_xgboost_csv_job_trains_without_importing_numba(tmp_path: Path) -> None:
+@pytest.mark.parametrize("written", ["%.4f", "str"])  # str: Python's shortest repr, as pandas and the SDK write
+def test_a_small_xgboost_csv_job_trains_without_importing_numba(tmp_path: Path, written: str) -> None:
     rng = np.random.default_rng(2)
     data = tmp_path / "train.csv"
-    np.savetxt(data, np.column_stack([rng.integers(0, 2, 2000), rng.normal(size=(2000, 4))]), fmt="%.4f",
-               delimiter=",")
+    table = np.column_stack([rng.integers(0, 2, 2000), rng.normal(size=(2000, 4))])
+    if written == "str":
+        data.write_text("".join(",".join(map(str, row)) + "\n" for row in table))
+    else:
+        np.savetxt(data, table, fmt=written, delimiter=",")
     write_job(tmp_path, {"num_round": "3", "objective": "binary:logistic"}, {"train": ([data], "text/csv")})
     code = ("import json, runpy, sys\ntry:\n    runpy.run_module('common.entrypoint', run_name='__main__')\n"
             "except SystemExit as stop:\n    code = stop.code\n"

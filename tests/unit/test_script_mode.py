@@ -214,7 +214,8 @@ serving.prepare(model_dir, SKLearn.script_mode)
 client = create_app(SKLearn, model_dir).test_client()  # each worker's load: model_fn, then warm_up
 loaded = "common.data.csv_reader" in sys.modules
 import calls
-answered = client.post("/invocations", data=b"2\\n3", headers={"Content-Type": "text/csv", "Accept": "text/csv"})
+body = b"2.0000000000000004\\n3"  # 17 digits, as Python writes a float64
+answered = client.post("/invocations", data=body, headers={"Content-Type": "text/csv", "Accept": "text/csv"})
 print(json.dumps([loaded, calls.CALLS, answered.status_code, answered.get_data(as_text=True), "numba" in sys.modules]))
 """
 
