@@ -6,13 +6,14 @@ its first request; a server of the user's inference module gets a training job's
 
 A block is taken only where both readers give the same float32 bits: its bytes are digits, signs, '.', ',',
 spaces, tabs, newlines and the letters of nan, inf and infinity (no exponent, no CR), and no field is longer
-than 24 bytes. np.loadtxt rounds each number correctly to float64, then casts it to float32. The kernel takes
+than 23 bytes. np.loadtxt rounds each number correctly to float64, then casts it to float32. The kernel takes
 at most 19 digits as an exact integer mantissa, rounds it to float64, then multiplies or divides once by an
-exact power of ten (at most 10^22, which 24 bytes bound). Fields of at most 15 bytes have at most 15 digits,
-and the kernel's float64 is then the correctly rounded one. Longer fields (Python's str of a float64 has up to
-17 significant digits, which is what the SDK's CSVSerializer and pandas' to_csv write) leave the kernel's float64
-within 2 units in the last place of the correct one. Such a block is taken only if every value rounds to the
-same float32 anywhere within 4 units of it: all but numbers next to a float32 rounding boundary
+exact power of ten (at most 10^22, which 23 bytes bound: 22 decimals and the point). Fields of at most 15 bytes
+have at most 15 digits, and the kernel's float64 is then the correctly rounded one. Longer fields (Python's str
+of a float64 has up to 17 significant digits, which is what the SDK's CSVSerializer and pandas' to_csv write)
+leave the kernel's float64 within 2 units in the last place of the correct one. Such a block is taken only if
+every value rounds to the same float32 anywhere within 4 units of it: all but numbers next to a float32
+rounding boundary
 (tests/unit/test_csv_numpy.py compares the bits on generated blocks). Anything else, and anything np.loadtxt
 refuses (an empty field, a line of blanks, a change of width), returns None: the kernel parses the block and
 words any error.
@@ -29,7 +30,8 @@ import numpy as np
 BUDGET_BYTES = 16 << 20
 _ACCEPTED = b"0123456789+-., \t\nnaNAifIFtyTY"
 _EXACT_FIELD = 15  # bytes: at most 15 digits, which both readers round to the same float64
-_LONGEST_FIELD = 24  # bytes: the kernel's power of ten stays exact (10^22 at most)
+_LONGEST_FIELD = 23  # bytes: the kernel's power of ten stays exact (10^22 at most); Python's str of a float64
+# without an exponent is at most 23 bytes (-0.00012345678901234567)
 _KERNEL_ULPS = 4  # how far (float64 units in the last place) the kernel's value may be checked to stray
 _COMMA, _NEWLINE = 44, 10
 _budget = 0  # bytes parse() may still be offered: none but in a training job, which grant()s BUDGET_BYTES
