@@ -79,9 +79,9 @@ def parse(block: bytes | memoryview, ncols: int) -> tuple[np.ndarray, int] | Non
         return None
     if exact.shape[1] != ncols:
         return None
-    matrix = exact.astype(np.float32)
     if longest > _EXACT_FIELD and not _same_float32_nearby(exact):
         return None
+    matrix = exact.astype(np.float32)
     lines = int(np.count_nonzero(bounds[1:-1] == _NEWLINE)) + (1 if data and data[-1] != _NEWLINE else 0)
     return matrix, lines  # lines as the kernel counts them: each newline, and anything after the last one
 
